@@ -1,0 +1,120 @@
+/* On-storage names of a file storage domain; see layout.h for the tree. */
+#include "backend/engine/layout.h"
+
+#include <glib.h>
+
+#include <charconv>
+
+#include "backend/engine/i18n.h"
+
+namespace sdm::layout {
+
+std::string NewUuid()
+{
+    gchar *uuid = g_uuid_string_random();
+    std::string result(uuid);
+    g_free(uuid);
+    return result;
+}
+
+bool IsUuid(const std::string &text)
+{
+    if (text.size() != 36)
+        return false;
+    for (size_t i = 0; i < text.size(); i++) {
+        char c = text[i];
+        bool dash = (i == 8 || i == 13 || i == 18 || i == 23);
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+Status ValidateVolumeName(const std::string &name)
+{
+    auto bad = [&name](const char *why) {
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             std::string(_("invalid volume name")) + " '" +
+                                 std::string(name.c_str()) + "': " + why +
+                                 _("; use 1 to 255 bytes of printable UTF-8 without '/'"));
+    };
+    if (name.empty())
+        return bad(_("it is empty"));
+    if (name.size() > kMaxNameBytes)
+        return bad(_("it is longer than 255 bytes"));
+    if (name == "." || name == "..")
+        return bad(_("'.' and '..' are reserved"));
+    for (unsigned char c : name) {
+        if (c == '/')
+            return bad(_("it contains '/'"));
+        if (c == '\0')
+            return bad(_("it contains a NUL byte"));
+        if (c < 0x20 || c == 0x7f)
+            return bad(_("it contains a control character"));
+    }
+    if (!g_utf8_validate(name.data(), static_cast<gssize>(name.size()), nullptr))
+        return bad(_("it is not valid UTF-8"));
+    return Status::Ok();
+}
+
+std::string MetaFile(const std::string &volume) { return volume + ".meta"; }
+
+std::string ImagePath(const std::string &image) { return std::string(kImagesDir) + "/" + image; }
+
+std::string VolumePath(const std::string &image, const std::string &volume)
+{
+    return ImagePath(image) + "/" + volume;
+}
+
+std::string MetaPath(const std::string &image, const std::string &volume)
+{
+    return ImagePath(image) + "/" + MetaFile(volume);
+}
+
+std::string SlotName(uint64_t slot) { return std::to_string(slot); }
+
+std::optional<uint64_t> ParseSlotName(const std::string &name)
+{
+    if (name.empty() || name.size() > 20 || (name.size() > 1 && name[0] == '0'))
+        return std::nullopt;
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), value);
+    if (ec != std::errc() || end != name.data() + name.size() || value > kMaxSlot)
+        return std::nullopt;
+    return value;
+}
+
+std::string TxDirName(const std::string &txid, uint64_t slot)
+{
+    return txid + "-" + SlotName(slot);
+}
+
+std::optional<TxName> ParseTxDirName(const std::string &name)
+{
+    if (name.size() < 38 || name[36] != '-')
+        return std::nullopt;
+    std::string txid = name.substr(0, 36);
+    auto slot = ParseSlotName(name.substr(37));
+    if (!IsUuid(txid) || !slot)
+        return std::nullopt;
+    return TxName{txid, *slot};
+}
+
+std::string IndexTarget(const std::string &image, const std::string &volume)
+{
+    return "../" + VolumePath(image, volume);
+}
+
+std::optional<VolumeRef> ParseIndexTarget(const std::string &target)
+{
+    static const std::string prefix = std::string("../") + kImagesDir + "/";
+    if (target.size() != prefix.size() + 36 + 1 + 36 || target.compare(0, prefix.size(), prefix))
+        return std::nullopt;
+    std::string image = target.substr(prefix.size(), 36);
+    std::string volume = target.substr(prefix.size() + 37);
+    if (target[prefix.size() + 36] != '/' || !IsUuid(image) || !IsUuid(volume))
+        return std::nullopt;
+    return VolumeRef{image, volume};
+}
+
+}  // namespace sdm::layout

@@ -1,0 +1,78 @@
+/* The one module that knows every name and path of a file storage domain.
+ *
+ *     <root>/domain.meta                 domain metadata; its presence means "formatted"
+ *     <root>/ids                         sanlock lockspace (host ids)
+ *     <root>/leases                      lease area: slot 0 the domain lease, 1.. volumes
+ *     <root>/images/<image>/<volume>     volume data (raw or qcow2)
+ *     <root>/images/<image>/<volume>.meta  volume metadata
+ *     <root>/names/<volume name>         symlink -> ../images/<image>/<volume>   (index)
+ *     <root>/slots/<slot>                symlink -> ../images/<image>/<volume>   (index)
+ *     <root>/tx/<txid>-<slot>/           a transaction: its marker and its garbage
+ *     <root>/tx/<txid>-<slot>/marker
+ *
+ * The index symlinks are read with readlink and never followed. docs/on-storage-format.md
+ * is the prose version of this file. Pure functions; thread-safe. */
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "sdm/status.h"
+
+namespace sdm::layout {
+
+inline constexpr char kDomainMeta[] = "domain.meta";
+inline constexpr char kIds[] = "ids";
+inline constexpr char kLeases[] = "leases";
+inline constexpr char kImagesDir[] = "images";
+inline constexpr char kNamesDir[] = "names";
+inline constexpr char kSlotsDir[] = "slots";
+inline constexpr char kTxDir[] = "tx";
+inline constexpr char kMarker[] = "marker";
+inline constexpr char kTempSuffix[] = ".tmp";
+
+inline constexpr uint64_t kDomainLeaseSlot = 0;
+inline constexpr uint64_t kFirstVolumeSlot = 1;
+inline constexpr uint64_t kMaxSlot = 1u << 20;
+inline constexpr size_t kMaxNameBytes = 255;
+
+/* The entries a freshly formatted domain holds, in the order Format creates them. */
+inline constexpr const char *kSkeleton[] = {kImagesDir, kNamesDir, kSlotsDir, kTxDir,
+                                            kIds, kLeases};
+
+std::string NewUuid();
+/* Lower-case canonical 8-4-4-4-12 UUID. */
+bool IsUuid(const std::string &text);
+
+/* A volume name as a user types it: 1..255 bytes of UTF-8, no '/', no NUL or other control
+ * character, not "." or "..". The message says what is wrong and what is allowed. */
+Status ValidateVolumeName(const std::string &name);
+
+std::string MetaFile(const std::string &volume);          /* "<volume>.meta" */
+std::string ImagePath(const std::string &image);          /* "images/<image>" */
+std::string VolumePath(const std::string &image, const std::string &volume);
+std::string MetaPath(const std::string &image, const std::string &volume);
+
+std::string TxDirName(const std::string &txid, uint64_t slot); /* "<txid>-<slot>" */
+struct TxName {
+    std::string txid;
+    uint64_t slot = 0;
+};
+std::optional<TxName> ParseTxDirName(const std::string &name);
+
+std::string SlotName(uint64_t slot);                      /* decimal, no leading zeros */
+std::optional<uint64_t> ParseSlotName(const std::string &name);
+
+/* Target of the names/ and slots/ index symlinks. */
+std::string IndexTarget(const std::string &image, const std::string &volume);
+struct VolumeRef {
+    std::string image;
+    std::string volume;
+};
+std::optional<VolumeRef> ParseIndexTarget(const std::string &target);
+
+/* Byte offset of a slot's lease in the lease area. */
+inline uint64_t LeaseOffset(uint64_t slot, uint64_t alignment) { return slot * alignment; }
+
+}  // namespace sdm::layout
