@@ -47,6 +47,9 @@ Result<Fd> OpenDirPath(const std::string &path);
 /* Writes `name.tmp`, fsyncs it, renames it over `name`, and, if sync_dir, fsyncs dirfd. */
 Status AtomicWriteAt(int dirfd, const std::string &name, const std::string &content,
                      bool sync_dir = true);
+/* Creates `name` (it must not exist) and writes `content` without syncing: for files
+ * whose durability a later fsync of the file provides. */
+Status WriteFileAt(int dirfd, const std::string &name, const std::string &content);
 /* Reads a regular file of at most max_size bytes; larger, non-regular or symlink: kCorrupt. */
 Result<std::string> ReadSmallFileAt(int dirfd, const std::string &name, size_t max_size);
 
