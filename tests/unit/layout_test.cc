@@ -1,1 +1,78 @@
+/* The on-storage names: UUIDs, volume names, transaction and index names. */
 #include <gtest/gtest.h>
+
+#include "backend/engine/layout.h"
+
+namespace sdm::layout {
+namespace {
+
+TEST(LayoutTest, NewUuidsAreCanonicalAndDistinct)
+{
+    std::string a = NewUuid(), b = NewUuid();
+    EXPECT_TRUE(IsUuid(a)) << a;
+    EXPECT_NE(a, b);
+    EXPECT_FALSE(IsUuid("6F9619FF-8B86-D011-B42D-00C04FC964FF")) << "upper case is not canonical";
+    EXPECT_FALSE(IsUuid("../images/x"));
+    EXPECT_FALSE(IsUuid(""));
+}
+
+TEST(LayoutTest, VolumeNamesAcceptPrintableUtf8)
+{
+    EXPECT_TRUE(ValidateVolumeName("disk.qcow2").ok());
+    EXPECT_TRUE(ValidateVolumeName("my disk=1 %x").ok());
+    EXPECT_TRUE(ValidateVolumeName("日本語のディスク").ok());
+    EXPECT_TRUE(ValidateVolumeName(".hidden").ok());
+    EXPECT_TRUE(ValidateVolumeName(std::string(255, 'a')).ok());
+}
+
+TEST(LayoutTest, VolumeNamesRejectWhatFilesystemsOrUsersWouldTrip)
+{
+    for (const std::string &bad : {std::string(), std::string("a/b"), std::string("."),
+                                  std::string(".."), std::string("a\nb"), std::string("a\x7f"),
+                                  std::string("nul\0x", 5), std::string(256, 'a'),
+                                  std::string("\xff\xfe")}) {
+        Status s = ValidateVolumeName(bad);
+        EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << bad;
+        EXPECT_NE(s.message().find("invalid volume name"), std::string::npos) << s.message();
+    }
+    EXPECT_NE(ValidateVolumeName("a/b").message().find("'/'"), std::string::npos);
+}
+
+TEST(LayoutTest, TransactionDirectoryNamesRoundTrip)
+{
+    std::string txid = NewUuid();
+    auto parsed = ParseTxDirName(TxDirName(txid, 17));
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->txid, txid);
+    EXPECT_EQ(parsed->slot, 17u);
+    EXPECT_FALSE(ParseTxDirName(txid));
+    EXPECT_FALSE(ParseTxDirName(txid + "-"));
+    EXPECT_FALSE(ParseTxDirName(txid + "-01")) << "leading zeros are not canonical";
+    EXPECT_FALSE(ParseTxDirName(txid + "-99999999999999999999999"));
+    EXPECT_FALSE(ParseTxDirName("x" + txid.substr(1) + "-1"));
+}
+
+TEST(LayoutTest, IndexTargetsRoundTripAndRejectEscapes)
+{
+    std::string image = NewUuid(), volume = NewUuid();
+    auto ref = ParseIndexTarget(IndexTarget(image, volume));
+    ASSERT_TRUE(ref);
+    EXPECT_EQ(ref->image, image);
+    EXPECT_EQ(ref->volume, volume);
+    EXPECT_FALSE(ParseIndexTarget("/etc/passwd"));
+    EXPECT_FALSE(ParseIndexTarget("../../" + image + "/" + volume));
+    EXPECT_FALSE(ParseIndexTarget("../images/" + image + "/../" + volume.substr(3)));
+}
+
+TEST(LayoutTest, SlotNamesAreCanonicalDecimal)
+{
+    EXPECT_EQ(ParseSlotName("1"), 1u);
+    EXPECT_EQ(ParseSlotName(SlotName(kMaxSlot)), kMaxSlot);
+    EXPECT_FALSE(ParseSlotName("0x1"));
+    EXPECT_FALSE(ParseSlotName("-1"));
+    EXPECT_FALSE(ParseSlotName(std::to_string(kMaxSlot + 1)));
+    EXPECT_EQ(LeaseOffset(3, 1 << 20), 3u << 20);
+}
+
+}  // namespace
+}  // namespace sdm::layout
