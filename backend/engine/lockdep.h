@@ -22,7 +22,7 @@ struct Key {
     Level level;
     Kind kind;
     Role role = Role::kNone;
-    std::string id;
+    std::string id = {}; /* "= {}" lets Key{level, kind} pass -Wmissing-field-initializers */
 
     std::string ToString() const; /* e.g. "volume lease (source) 3" */
 };
