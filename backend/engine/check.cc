@@ -1,1 +1,181 @@
-/* placeholder: being written */
+/* The consistency check of a whole domain: every committed volume is readable, has its
+ * data file, a valid chain and matching index entries; every index entry names a volume;
+ * nothing stray lies in images/ or at the root. Entries that belong to a pending
+ * transaction are not problems: the collector owns them. It holds the domain lease and
+ * the domain lock (exclusive) so the view is stable across hosts and threads. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "backend/engine/domain_impl.h"
+#include "backend/engine/i18n.h"
+#include "backend/engine/layout.h"
+
+namespace sdm {
+
+namespace {
+
+struct Pending {
+    std::set<std::string> images;
+    std::set<std::string> volumes;
+};
+
+Pending ReadPending(FileDomain &domain, uint32_t *count)
+{
+    Pending pending;
+    auto entries = fileio::ListDirAt(domain.tx_dir(), ".");
+    if (!entries.ok())
+        return pending;
+    for (const auto &entry : *entries) {
+        (*count)++;
+        auto dir = fileio::OpenDirAt(domain.tx_dir(), entry);
+        if (!dir.ok())
+            continue;
+        auto text = fileio::ReadSmallFileAt(dir->get(), layout::kMarker, meta::kMaxFileSize);
+        if (!text.ok())
+            continue;
+        if (auto m = meta::DecodeMarker(*text, entry); m.ok()) {
+            pending.images.insert(m->image);
+            pending.volumes.insert(m->volume);
+        }
+    }
+    return pending;
+}
+
+std::string ReadLink(int dir, const std::string &name)
+{
+    char target[256];
+    ssize_t n = readlinkat(dir, name.c_str(), target, sizeof(target) - 1);
+    return n < 0 ? std::string() : std::string(target, n);
+}
+
+}  // namespace
+
+Result<CheckReport> FileDomain::Check()
+{
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return domain_lease.status();
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kExclusive, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return domain_lock.status();
+
+    CheckReport report;
+    auto problem = [&report](const std::string &text) { report.problems.push_back(text); };
+    Pending pending = ReadPending(*this, &report.pending_transactions);
+
+    auto root_entries = fileio::ListDirAt(root(), ".");
+    if (!root_entries.ok())
+        return root_entries.status();
+    for (const auto &entry : *root_entries) {
+        bool known = entry == layout::kDomainMeta || entry == "lost+found" ||
+                     std::any_of(std::begin(layout::kSkeleton), std::end(layout::kSkeleton),
+                                 [&](const char *n) { return entry == n; });
+        if (!known)
+            problem(entry + _(": unexpected entry at the domain root"));
+    }
+
+    std::map<std::string, std::string> by_name;   /* name -> index target */
+    std::map<uint64_t, std::string> by_slot;
+    auto images = fileio::ListDirAt(images_dir(), ".");
+    if (!images.ok())
+        return images.status();
+    for (const auto &uuid : *images) {
+        std::string where = layout::ImagePath(uuid);
+        if (!layout::IsUuid(uuid)) {
+            problem(where + _(": not an image (its name is not a UUID)"));
+            continue;
+        }
+        auto image = ReadImage(uuid);
+        if (!image.ok()) {
+            problem(where + ": " + image.status().message());
+            continue;
+        }
+        report.images++;
+        for (const auto &bad : image->bad)
+            problem(bad);
+        std::set<std::string> expected;
+        for (const auto &v : image->volumes) {
+            report.volumes++;
+            std::string vwhere = layout::VolumePath(uuid, v.uuid) + " ('" + v.name + "')";
+            std::string target = layout::IndexTarget(uuid, v.uuid);
+            expected.insert(v.uuid);
+            expected.insert(layout::MetaFile(v.uuid));
+            struct stat st;
+            if (fstatat(image->dir.get(), v.uuid.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISREG(st.st_mode))
+                problem(vwhere + _(": data file missing or not a regular file"));
+            if (v.legality != Legality::kLegal && !pending.volumes.count(v.uuid))
+                problem(vwhere + _(": committed but ILLEGAL, and no transaction owns it"));
+            /* Walk the chain; a cycle or a missing parent breaks it. */
+            std::string at = v.parent;
+            for (size_t hops = 0; !at.empty(); hops++) {
+                const meta::VolumeMeta *p = image->Find(at);
+                if (!p) {
+                    problem(vwhere + _(": backing volume ") + at + _(" is missing"));
+                    break;
+                }
+                if (hops > image->volumes.size()) {
+                    problem(vwhere + _(": its backing chain has a cycle"));
+                    break;
+                }
+                at = p->parent;
+            }
+            if (!by_name.emplace(v.name, target).second)
+                problem(vwhere + _(": name is used by another volume too"));
+            if (!by_slot.emplace(v.slot, target).second)
+                problem(vwhere + _(": lease slot ") + std::to_string(v.slot) +
+                        _(" is used by another volume too"));
+            if (ReadLink(names_dir(), v.name) != target && !pending.volumes.count(v.uuid))
+                problem(vwhere + _(": index entry names/") + v.name + _(" is missing or wrong"));
+            if (ReadLink(slots_dir(), layout::SlotName(v.slot)) != target &&
+                !pending.volumes.count(v.uuid))
+                problem(vwhere + _(": index entry slots/") + layout::SlotName(v.slot) +
+                        _(" is missing or wrong"));
+        }
+        auto files = fileio::ListDirAt(image->dir.get(), ".");
+        if (!files.ok())
+            continue;
+        for (const auto &file : *files) {
+            if (expected.count(file))
+                continue;
+            if (pending.images.count(uuid) && pending.volumes.count(file.substr(0, 36)))
+                continue;
+            problem(where + "/" + file + _(": stray file (no volume owns it)"));
+        }
+        if (image->volumes.empty() && image->bad.empty() && !pending.images.count(uuid))
+            problem(where + _(": empty image directory"));
+    }
+
+    auto check_index = [&](int dir, const char *label, auto committed_target) -> Status {
+        auto entries = fileio::ListDirAt(dir, ".");
+        if (!entries.ok())
+            return entries.status();
+        for (const auto &entry : *entries) {
+            std::string target = ReadLink(dir, entry);
+            auto ref = layout::ParseIndexTarget(target);
+            if (ref && (target == committed_target(entry) || pending.volumes.count(ref->volume)))
+                continue;
+            problem(std::string(label) + "/" + entry + _(": index entry names no committed volume"));
+        }
+        return Status::Ok();
+    };
+    auto lookup = [](const auto &map, const auto &key) {
+        auto it = map.find(key);
+        return it == map.end() ? std::string() : it->second;
+    };
+    SDM_RETURN_IF_ERROR(check_index(names_dir(), layout::kNamesDir, [&](const std::string &e) {
+        return lookup(by_name, e);
+    }));
+    SDM_RETURN_IF_ERROR(check_index(slots_dir(), layout::kSlotsDir, [&](const std::string &e) {
+        auto slot = layout::ParseSlotName(e);
+        return slot ? lookup(by_slot, *slot) : std::string();
+    }));
+    return report;
+}
+
+}  // namespace sdm

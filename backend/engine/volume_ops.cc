@@ -1,1 +1,668 @@
-/* placeholder: being written */
+/* The volume operations, each one storage transaction: create (a new image, or a snapshot
+ * layer on a volume of an existing image), clone into a new image, delete, and resize.
+ *
+ * Every operation takes its locks in lockdep's order (docs/locking.md): domain lease,
+ * domain lock (shared), image lock(s), allocator (briefly), volume lease(s). Nothing
+ * outside the transaction directory changes before Transaction::MakeDurable, and the
+ * commit is a single rename. On any failure after Begin, the owner settles its own
+ * transaction with Recover(), the garbage collector's routine, while it still holds the
+ * protecting lease. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <optional>
+
+#include "backend/engine/copy.h"
+#include "backend/engine/crashpoint.h"
+#include "backend/engine/domain_impl.h"
+#include "backend/engine/i18n.h"
+#include "backend/engine/layout.h"
+#include "backend/engine/qemu_img.h"
+#include "backend/engine/transaction.h"
+
+namespace sdm {
+
+namespace {
+
+constexpr std::chrono::milliseconds kTryOnce{0};
+/* Volume data: read-write for owner and group (the hypervisor's group), nothing for others. */
+constexpr mode_t kDataMode = 0660;
+
+/* One running operation: its current step (for error context) and its transaction. */
+class OpRun {
+public:
+    OpRun(FileDomain &domain, OpObserver *observer, std::string volume)
+        : domain_(domain), observer_(observer), volume_(std::move(volume)) {}
+
+    /* Reaches a named step; a cancel request stops the operation here. */
+    Status Enter(const char *step)
+    {
+        step_ = step;
+        Step(step, observer_);
+        if (observer_ && observer_->CancelRequested())
+            return Status::Error(ErrorCode::kCancelled, _("the operation was cancelled"));
+        return Status::Ok();
+    }
+
+    void SetImage(const std::string &image) { image_ = image; }
+
+    /* Settles the transaction, if one began, and adds the context to the error. */
+    Status Fail(Status status)
+    {
+        if (tx_) {
+            auto recovered = Recover(domain_, tx_->dir_name(), &tx_->marker());
+            if (!recovered.ok())
+                status = Status::Error(status.code(),
+                                       status.message() + _("; cleaning up also failed (") +
+                                           recovered.status().message() +
+                                           _("); the garbage collector will retry"),
+                                       status.context());
+            tx_.reset();
+        }
+        return status.WithDomain(domain_.info().uuid).WithImage(image_).WithVolume(volume_)
+            .WithStep(step_);
+    }
+
+    std::optional<Transaction> &tx() { return tx_; }
+    OpObserver *observer() { return observer_; }
+
+private:
+    FileDomain &domain_;
+    OpObserver *observer_;
+    std::string volume_;
+    std::string image_;
+    std::string step_;
+    std::optional<Transaction> tx_;
+};
+
+/* A reserved name and lease slot for a new volume, and the slot's lease. A slot whose
+ * lease is still held (the delete of its last volume is finishing, here or on another
+ * host) is passed over. Reservations are given back when this goes away; by then the
+ * volume is either indexed or gone. */
+class Reservation {
+public:
+    Reservation(FileDomain &domain, std::string name) : domain_(domain), name_(std::move(name)) {}
+    ~Reservation()
+    {
+        for (uint64_t slot : slots_)
+            domain_.Unreserve(slots_.front() == slot ? name_ : "", slot);
+    }
+
+    Result<LeaseGuard> TakeWithLease(lockdep::Role role)
+    {
+        constexpr int kAttempts = 16;
+        for (int i = 0; i < kAttempts; i++) {
+            uint64_t slot = 0;
+            SDM_RETURN_IF_ERROR(domain_.Reserve(slots_.empty() ? name_ : "", &slot));
+            slots_.push_back(slot);
+            auto lease = LeaseGuard::Volume(domain_.leases(), slot, LeaseMode::kExclusive, role,
+                                            kTryOnce);
+            if (lease.ok() || lease.status().code() != ErrorCode::kBusy)
+                return lease;
+        }
+        return Status::Error(ErrorCode::kBusy,
+                             _("every free lease slot tried is still held by another host; "
+                               "try again later"));
+    }
+    uint64_t slot() const { return slots_.back(); }
+
+private:
+    FileDomain &domain_;
+    std::string name_;
+    std::vector<uint64_t> slots_;
+};
+
+Status ValidateCapacity(uint64_t capacity)
+{
+    if (capacity == 0)
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             _("capacity must be greater than 0 bytes"));
+    if (capacity > meta::kMaxCapacity)
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             _("capacity is larger than the 64 PiB a volume may have"));
+    return Status::Ok();
+}
+
+Status VolumeBusy(const std::string &name, const Status &lease_status)
+{
+    if (lease_status.code() != ErrorCode::kBusy)
+        return lease_status;
+    return Status::Error(ErrorCode::kBusy,
+                         _("volume '") + name +
+                             _("' is in use: its lease is held (by a running VM, another "
+                               "host or another operation); stop that user and try again (") +
+                             lease_status.message() + ")");
+}
+
+Status RequireLegal(const meta::VolumeMeta &m)
+{
+    if (m.legality == Legality::kLegal)
+        return Status::Ok();
+    return Status::Error(ErrorCode::kBusy,
+                         _("volume '") + m.name +
+                             _("' is ILLEGAL (its data is being written or an operation on it "
+                               "was interrupted); wait for it or run gc"));
+}
+
+Status Fsync(int fd, const std::string &what) { return fileio::FsyncFd(fd, what); }
+
+/* The error for a data file that cannot have the size asked for. */
+Status SizeError(int err, const std::string &what)
+{
+    if (err == ENOSPC)
+        return Status::Error(ErrorCode::kNoSpace,
+                             _("not enough free space on the domain's filesystem for ") + what +
+                                 _("; free space, or use sparse allocation"));
+    if (err == EFBIG)
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             _("capacity is larger than the domain's filesystem allows for one "
+                               "file"));
+    return Status::FromErrno(err, what);
+}
+
+/* Creates a volume's data file in `dir` as the format and preallocation ask. */
+Status CreateData(FileDomain &domain, int dir, const std::string &dir_rel,
+                  const meta::VolumeMeta &m, const meta::VolumeMeta *parent)
+{
+    if (m.format == VolumeFormat::kQcow2) {
+        std::string path = domain.AbsPath(dir_rel + "/" + m.uuid);
+        SDM_RETURN_IF_ERROR(qemu::Create(path, m.format, m.capacity, m.prealloc,
+                                         parent ? parent->uuid : "",
+                                         parent ? parent->format : VolumeFormat::kRaw));
+        if (fchmodat(dir, m.uuid.c_str(), kDataMode, 0) != 0)
+            return Status::FromErrno(errno, path);
+        auto fd = fileio::OpenAt(dir, m.uuid, O_RDONLY);
+        return fd.ok() ? Fsync(fd->get(), path) : fd.status();
+    }
+    auto fd = fileio::OpenAt(dir, m.uuid, O_RDWR | O_CREAT | O_EXCL, kDataMode);
+    if (!fd.ok())
+        return fd.status();
+    std::string what = dir_rel + "/" + m.uuid;
+    if (fchmod(fd->get(), kDataMode) != 0) /* whatever the umask */
+        return Status::FromErrno(errno, what);
+    if (m.prealloc == Preallocation::kFull) {
+        int err = posix_fallocate(fd->get(), 0, static_cast<off_t>(m.capacity));
+        if (err != 0)
+            return SizeError(err, what);
+    } else if (ftruncate(fd->get(), static_cast<off_t>(m.capacity)) != 0) {
+        return SizeError(errno, what);
+    }
+    return Fsync(fd->get(), what);
+}
+
+/* Makes a new image in the transaction visible: the commit rename, then the index. */
+Status CommitNewImage(FileDomain &domain, OpRun &run, const meta::VolumeMeta &m,
+                      const char *commit_step, const char *index_step)
+{
+    Transaction &tx = *run.tx();
+    SDM_RETURN_IF_ERROR(run.Enter(commit_step));
+    SDM_RETURN_IF_ERROR(fileio::RenameAt(tx.dirfd(), m.image, domain.images_dir(), m.image, true));
+    SDM_RETURN_IF_ERROR(run.Enter(index_step));
+    SDM_RETURN_IF_ERROR(domain.AddIndex(m.name, m.slot, m.image, m.uuid));
+    return domain.SyncNamespace();
+}
+
+meta::Marker NewMarker(const FileDomain &domain, meta::TxOp op, const meta::VolumeMeta &m,
+                       bool new_image)
+{
+    meta::Marker marker;
+    marker.txid = layout::NewUuid();
+    marker.op = op;
+    marker.host_id = domain.options().host_id;
+    marker.generation = domain.options().generation;
+    marker.slot = m.slot;
+    marker.image = m.image;
+    marker.volume = m.uuid;
+    marker.name = m.name;
+    marker.new_image = new_image;
+    marker.format = m.format;
+    marker.ctime = time(nullptr);
+    return marker;
+}
+
+}  // namespace
+
+Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserver *observer)
+{
+    OpRun run(*this, observer, params.name);
+    Status status = run.Enter("create.begin");
+    if (!status.ok())
+        return run.Fail(status);
+    meta::VolumeMeta m;
+    m.uuid = layout::NewUuid();
+    m.image = layout::NewUuid();
+    m.name = params.name;
+    m.format = params.format;
+    m.prealloc = params.prealloc;
+    m.capacity = params.capacity;
+    m.ctime = time(nullptr);
+
+    std::optional<meta::VolumeMeta> parent;
+    status = [&]() -> Status {
+        SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(params.name));
+        if (params.format == VolumeFormat::kRaw && params.prealloc == Preallocation::kMetadata)
+            return Status::Error(ErrorCode::kInvalidArgument,
+                                 _("metadata preallocation needs the qcow2 format"));
+        if (!params.backing.empty() && params.format != VolumeFormat::kQcow2)
+            return Status::Error(ErrorCode::kInvalidArgument,
+                                 _("a volume on a backing volume must be qcow2"));
+        if (params.backing.empty() || params.capacity != 0)
+            SDM_RETURN_IF_ERROR(ValidateCapacity(params.capacity));
+        return Status::Ok();
+    }();
+    if (!status.ok())
+        return run.Fail(status);
+
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return run.Fail(domain_lease.status());
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return run.Fail(domain_lock.status());
+
+    if (!params.backing.empty()) {
+        auto backing = Resolve(params.backing);
+        if (!backing.ok())
+            return run.Fail(backing.status());
+        m.image = backing->image;
+    }
+    run.SetImage(m.image);
+    auto image_lock = locks_.Lock(ImageLockKey(m.image), LockMode::kExclusive,
+                                  options_.lock_timeout);
+    if (!image_lock.ok())
+        return run.Fail(image_lock.status());
+    std::optional<Image> image;
+    if (!params.backing.empty()) {
+        auto read = ReadImage(m.image);
+        if (!read.ok())
+            return run.Fail(read.status());
+        image = std::move(*read);
+        /* Re-read under the image lock: the backing volume may have changed meanwhile. */
+        for (const auto &v : image->volumes)
+            if (v.name == params.backing)
+                parent = v;
+        if (!parent)
+            return run.Fail(Status::Error(ErrorCode::kNotFound,
+                                          _("backing volume '") + params.backing +
+                                              _("' was deleted meanwhile")));
+        if (Status legal = RequireLegal(*parent); !legal.ok())
+            return run.Fail(legal);
+        if (m.capacity == 0)
+            m.capacity = parent->capacity;
+        if (m.capacity < parent->capacity)
+            return run.Fail(Status::Error(ErrorCode::kInvalidArgument,
+                                          _("a layer cannot be smaller than its backing volume")));
+        m.parent = parent->uuid;
+    }
+    const bool new_image = !parent;
+
+    Reservation reservation(*this, m.name);
+    auto lease = reservation.TakeWithLease(lockdep::Role::kNone);
+    if (!lease.ok())
+        return run.Fail(lease.status());
+    m.slot = reservation.slot();
+
+    status = [&]() -> Status {
+        SDM_RETURN_IF_ERROR(run.Enter("create.marker"));
+        auto tx = Transaction::Begin(*this, NewMarker(*this, meta::TxOp::kCreate, m, new_image));
+        if (!tx.ok())
+            return tx.status();
+        run.tx().emplace(std::move(*tx));
+        Transaction &t = *run.tx();
+
+        SDM_RETURN_IF_ERROR(run.Enter("create.image-dir"));
+        fileio::Fd work;
+        std::string work_rel = new_image ? t.RelPath(m.image)
+                                         : std::string(layout::kTxDir) + "/" + t.dir_name();
+        if (new_image) {
+            if (mkdirat(t.dirfd(), m.image.c_str(), 0755) != 0)
+                return Status::FromErrno(errno, work_rel);
+            auto dir = fileio::OpenDirAt(t.dirfd(), m.image);
+            if (!dir.ok())
+                return dir.status();
+            work = std::move(*dir);
+        }
+        int work_fd = new_image ? work.get() : t.dirfd();
+
+        SDM_RETURN_IF_ERROR(run.Enter("create.metadata"));
+        SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work_fd, layout::MetaFile(m.uuid),
+                                                  meta::Encode(m), false));
+        SDM_RETURN_IF_ERROR(run.Enter("create.lease-area"));
+        SDM_RETURN_IF_ERROR(leases_->InitSlot(m.slot));
+        SDM_RETURN_IF_ERROR(run.Enter("create.data"));
+        SDM_RETURN_IF_ERROR(CreateData(*this, work_fd, work_rel, m,
+                                       parent ? &*parent : nullptr));
+        SDM_RETURN_IF_ERROR(run.Enter("create.durable"));
+        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(work_fd, "."));
+        SDM_RETURN_IF_ERROR(t.MakeDurable());
+
+        if (new_image)
+            return CommitNewImage(*this, run, m, "create.commit", "create.index");
+
+        /* A layer's data goes into the image first; its metadata's rename is the commit. */
+        SDM_RETURN_IF_ERROR(run.Enter("create.place-data"));
+        SDM_RETURN_IF_ERROR(fileio::RenameAt(t.dirfd(), m.uuid, image->dir.get(), m.uuid, true));
+        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(image->dir.get(), "."));
+        SDM_RETURN_IF_ERROR(run.Enter("create.commit"));
+        SDM_RETURN_IF_ERROR(fileio::RenameAt(t.dirfd(), layout::MetaFile(m.uuid),
+                                             image->dir.get(), layout::MetaFile(m.uuid), true));
+        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(image->dir.get(), "."));
+        SDM_RETURN_IF_ERROR(run.Enter("create.index"));
+        SDM_RETURN_IF_ERROR(AddIndex(m.name, m.slot, m.image, m.uuid));
+        return SyncNamespace();
+    }();
+    if (!status.ok())
+        return run.Fail(status);
+
+    /* Committed: from here on, failing to tidy up is the collector's business. */
+    (void)run.Enter("create.done");
+    (void)run.tx()->Finish();
+    auto committed = ReadImage(m.image);
+    if (!committed.ok())
+        return run.Fail(committed.status());
+    return ToInfo(*committed, m);
+}
+
+Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver *observer)
+{
+    OpRun run(*this, observer, params.name);
+    Status status = run.Enter("clone.begin");
+    if (status.ok())
+        status = layout::ValidateVolumeName(params.name);
+    if (!status.ok())
+        return run.Fail(status);
+
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return run.Fail(domain_lease.status());
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return run.Fail(domain_lock.status());
+    auto source = Resolve(params.source);
+    if (!source.ok())
+        return run.Fail(source.status());
+
+    meta::VolumeMeta m;
+    m.uuid = layout::NewUuid();
+    m.image = layout::NewUuid();
+    m.name = params.name;
+    m.format = params.format.value_or(source->format);
+    m.capacity = source->capacity;
+    m.legality = Legality::kIllegal;
+    m.ctime = time(nullptr);
+    run.SetImage(m.image);
+
+    auto source_lock = locks_.Lock(ImageLockKey(source->image, lockdep::Role::kSource),
+                                   LockMode::kShared, options_.lock_timeout);
+    if (!source_lock.ok())
+        return run.Fail(source_lock.status());
+    auto target_lock = locks_.Lock(ImageLockKey(m.image, lockdep::Role::kDestination),
+                                   LockMode::kExclusive, options_.lock_timeout);
+    if (!target_lock.ok())
+        return run.Fail(target_lock.status());
+    auto source_image = ReadImage(source->image);
+    if (!source_image.ok())
+        return run.Fail(source_image.status());
+    const meta::VolumeMeta *src = source_image->Find(source->uuid);
+    if (!src)
+        return run.Fail(Status::Error(ErrorCode::kNotFound,
+                                      _("source volume '") + params.source +
+                                          _("' was deleted meanwhile")));
+    if (Status legal = RequireLegal(*src); !legal.ok())
+        return run.Fail(legal);
+
+    auto source_lease = LeaseGuard::Volume(*leases_, src->slot, LeaseMode::kShared,
+                                           lockdep::Role::kSource, kTryOnce);
+    if (!source_lease.ok())
+        return run.Fail(VolumeBusy(params.source, source_lease.status()));
+    Reservation reservation(*this, m.name);
+    auto target_lease = reservation.TakeWithLease(lockdep::Role::kDestination);
+    if (!target_lease.ok())
+        return run.Fail(target_lease.status());
+    m.slot = reservation.slot();
+
+    status = [&]() -> Status {
+        SDM_RETURN_IF_ERROR(run.Enter("clone.marker"));
+        auto tx = Transaction::Begin(*this, NewMarker(*this, meta::TxOp::kClone, m, true));
+        if (!tx.ok())
+            return tx.status();
+        run.tx().emplace(std::move(*tx));
+        Transaction &t = *run.tx();
+
+        SDM_RETURN_IF_ERROR(run.Enter("clone.image-dir"));
+        if (mkdirat(t.dirfd(), m.image.c_str(), 0755) != 0)
+            return Status::FromErrno(errno, t.RelPath(m.image));
+        auto work = fileio::OpenDirAt(t.dirfd(), m.image);
+        if (!work.ok())
+            return work.status();
+        /* ILLEGAL until the copy is complete: nobody may use a half-copied volume. */
+        SDM_RETURN_IF_ERROR(run.Enter("clone.metadata-illegal"));
+        SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work->get(), layout::MetaFile(m.uuid),
+                                                  meta::Encode(m), false));
+        SDM_RETURN_IF_ERROR(run.Enter("clone.lease-area"));
+        SDM_RETURN_IF_ERROR(leases_->InitSlot(m.slot));
+
+        SDM_RETURN_IF_ERROR(run.Enter("clone.copy"));
+        std::string target_rel = t.RelPath(m.image + "/" + m.uuid);
+        if (src->format == VolumeFormat::kRaw && src->parent.empty() &&
+            m.format == VolumeFormat::kRaw) {
+            auto in = fileio::OpenAt(source_image->dir.get(), src->uuid, O_RDONLY);
+            if (!in.ok())
+                return in.status();
+            auto out = fileio::OpenAt(work->get(), m.uuid, O_RDWR | O_CREAT | O_EXCL, kDataMode);
+            if (!out.ok())
+                return out.status();
+            if (fchmod(out->get(), kDataMode) != 0)
+                return Status::FromErrno(errno, target_rel);
+            SDM_RETURN_IF_ERROR(copy::CopySparse(in->get(), out->get(), m.capacity,
+                                                 run.observer()));
+            SDM_RETURN_IF_ERROR(run.Enter("clone.copied"));
+            SDM_RETURN_IF_ERROR(Fsync(out->get(), target_rel));
+        } else {
+            SDM_RETURN_IF_ERROR(qemu::Convert(AbsPath(layout::VolumePath(src->image, src->uuid)),
+                                              src->format, AbsPath(target_rel), m.format,
+                                              m.capacity, run.observer()));
+            SDM_RETURN_IF_ERROR(run.Enter("clone.copied"));
+            /* qemu-img does not flush what it wrote. */
+            auto out = fileio::OpenAt(work->get(), m.uuid, O_RDWR);
+            if (!out.ok())
+                return out.status();
+            if (fchmod(out->get(), kDataMode) != 0)
+                return Status::FromErrno(errno, target_rel);
+            SDM_RETURN_IF_ERROR(Fsync(out->get(), target_rel));
+        }
+
+        SDM_RETURN_IF_ERROR(run.Enter("clone.legal"));
+        m.legality = Legality::kLegal;
+        m.generation++;
+        SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work->get(), layout::MetaFile(m.uuid),
+                                                  meta::Encode(m), false));
+        SDM_RETURN_IF_ERROR(run.Enter("clone.durable"));
+        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(work->get(), "."));
+        SDM_RETURN_IF_ERROR(t.MakeDurable());
+        return CommitNewImage(*this, run, m, "clone.commit", "clone.index");
+    }();
+    if (!status.ok())
+        return run.Fail(status);
+
+    (void)run.Enter("clone.done");
+    (void)run.tx()->Finish();
+    auto committed = ReadImage(m.image);
+    if (!committed.ok())
+        return run.Fail(committed.status());
+    return ToInfo(*committed, m);
+}
+
+Status FileDomain::DeleteVolume(const std::string &name, OpObserver *observer)
+{
+    OpRun run(*this, observer, name);
+    Status status = run.Enter("delete.begin");
+    if (!status.ok())
+        return run.Fail(status);
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return run.Fail(domain_lease.status());
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return run.Fail(domain_lock.status());
+    auto found = Resolve(name);
+    if (!found.ok())
+        return run.Fail(found.status());
+    run.SetImage(found->image);
+    auto image_lock = locks_.Lock(ImageLockKey(found->image), LockMode::kExclusive,
+                                  options_.lock_timeout);
+    if (!image_lock.ok())
+        return run.Fail(image_lock.status());
+    auto image = ReadImage(found->image);
+    if (!image.ok())
+        return run.Fail(image.status());
+    const meta::VolumeMeta *m = image->Find(found->uuid);
+    if (!m)
+        return run.Fail(Status::Error(ErrorCode::kNotFound,
+                                      _("volume '") + name + _("' was deleted meanwhile")));
+    if (!image->IsLeaf(m->uuid)) {
+        std::string children;
+        for (const auto &v : image->volumes)
+            if (v.parent == m->uuid)
+                children += (children.empty() ? "'" : ", '") + v.name + "'";
+        return run.Fail(Status::Error(ErrorCode::kBusy,
+                                      _("volume '") + name + _("' is the backing volume of ") +
+                                          children + _("; delete those first")));
+    }
+    auto lease = LeaseGuard::Volume(*leases_, m->slot, LeaseMode::kExclusive,
+                                    lockdep::Role::kNone, kTryOnce);
+    if (!lease.ok())
+        return run.Fail(VolumeBusy(name, lease.status()));
+    const bool whole_image = image->volumes.size() == 1 && image->bad.empty();
+
+    status = [&]() -> Status {
+        SDM_RETURN_IF_ERROR(run.Enter("delete.marker"));
+        auto tx = Transaction::Begin(*this, NewMarker(*this, meta::TxOp::kDelete, *m, whole_image));
+        if (!tx.ok())
+            return tx.status();
+        run.tx().emplace(std::move(*tx));
+        Transaction &t = *run.tx();
+        SDM_RETURN_IF_ERROR(run.Enter("delete.durable"));
+        SDM_RETURN_IF_ERROR(t.MakeDurable());
+        /* The commit makes the volume volatile: its metadata (or its whole image) moves into
+         * the transaction, where only the collector looks. */
+        SDM_RETURN_IF_ERROR(run.Enter("delete.commit"));
+        if (whole_image) {
+            SDM_RETURN_IF_ERROR(fileio::RenameAt(images_dir(), m->image, t.dirfd(), m->image, true));
+            SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(images_dir(), "."));
+        } else {
+            SDM_RETURN_IF_ERROR(fileio::RenameAt(image->dir.get(), layout::MetaFile(m->uuid),
+                                                 t.dirfd(), layout::MetaFile(m->uuid), true));
+            SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(image->dir.get(), "."));
+        }
+        return Status::Ok();
+    }();
+    if (!status.ok())
+        return run.Fail(status);
+
+    /* Committed. The rest is garbage collection, run here at once by the owner. */
+    (void)run.Enter("delete.collect");
+    auto collected = Recover(*this, run.tx()->dir_name(), &run.tx()->marker());
+    run.tx().reset();
+    (void)run.Enter("delete.done");
+    if (!collected.ok())
+        return run.Fail(Status::Error(collected.status().code(),
+                                      _("the volume is deleted, but removing its data failed (") +
+                                          collected.status().message() +
+                                          _("); the garbage collector will retry")));
+    return Status::Ok();
+}
+
+Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t capacity,
+                                            OpObserver *observer)
+{
+    OpRun run(*this, observer, name);
+    Status status = run.Enter("resize.begin");
+    if (status.ok())
+        status = ValidateCapacity(capacity);
+    if (!status.ok())
+        return run.Fail(status);
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return run.Fail(domain_lease.status());
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return run.Fail(domain_lock.status());
+    auto found = Resolve(name);
+    if (!found.ok())
+        return run.Fail(found.status());
+    run.SetImage(found->image);
+    auto image_lock = locks_.Lock(ImageLockKey(found->image), LockMode::kExclusive,
+                                  options_.lock_timeout);
+    if (!image_lock.ok())
+        return run.Fail(image_lock.status());
+    auto image = ReadImage(found->image);
+    if (!image.ok())
+        return run.Fail(image.status());
+    const meta::VolumeMeta *current = image->Find(found->uuid);
+    if (!current)
+        return run.Fail(Status::Error(ErrorCode::kNotFound,
+                                      _("volume '") + name + _("' was deleted meanwhile")));
+    meta::VolumeMeta m = *current;
+    if (Status legal = RequireLegal(m); !legal.ok())
+        return run.Fail(legal);
+    if (capacity < m.capacity)
+        return run.Fail(Status::Error(ErrorCode::kInvalidArgument,
+                                      _("shrinking a volume is not supported: it would destroy "
+                                        "the data at its end; give a capacity of at least ") +
+                                          std::to_string(m.capacity) + _(" bytes")));
+    if (capacity == m.capacity)
+        return ToInfo(*image, m);
+    auto lease = LeaseGuard::Volume(*leases_, m.slot, LeaseMode::kExclusive, lockdep::Role::kNone,
+                                    kTryOnce);
+    if (!lease.ok())
+        return run.Fail(VolumeBusy(name, lease.status()));
+
+    status = [&]() -> Status {
+        SDM_RETURN_IF_ERROR(run.Enter("resize.marker"));
+        meta::Marker marker = NewMarker(*this, meta::TxOp::kResize, m, false);
+        marker.old_capacity = m.capacity;
+        marker.new_capacity = capacity;
+        auto tx = Transaction::Begin(*this, marker);
+        if (!tx.ok())
+            return tx.status();
+        run.tx().emplace(std::move(*tx));
+        SDM_RETURN_IF_ERROR(run.Enter("resize.durable"));
+        SDM_RETURN_IF_ERROR(run.tx()->MakeDurable());
+
+        /* The grown tail is garbage until the metadata says the volume is that large. */
+        SDM_RETURN_IF_ERROR(run.Enter("resize.grow"));
+        std::string rel = layout::VolumePath(m.image, m.uuid);
+        if (m.format == VolumeFormat::kQcow2)
+            SDM_RETURN_IF_ERROR(qemu::Resize(AbsPath(rel), m.format, capacity, false));
+        auto data = fileio::OpenAt(image->dir.get(), m.uuid, O_RDWR);
+        if (!data.ok())
+            return data.status();
+        if (m.format == VolumeFormat::kRaw) {
+            int err = m.prealloc == Preallocation::kFull
+                          ? posix_fallocate(data->get(), 0, static_cast<off_t>(capacity))
+                          : (ftruncate(data->get(), static_cast<off_t>(capacity)) == 0 ? 0 : errno);
+            if (err != 0)
+                return SizeError(err, rel);
+        }
+        SDM_RETURN_IF_ERROR(Fsync(data->get(), rel));
+
+        SDM_RETURN_IF_ERROR(run.Enter("resize.commit"));
+        m.capacity = capacity;
+        m.generation++;
+        return fileio::AtomicWriteAt(image->dir.get(), layout::MetaFile(m.uuid), meta::Encode(m));
+    }();
+    if (!status.ok())
+        return run.Fail(status);
+
+    (void)run.Enter("resize.done");
+    (void)run.tx()->Finish();
+    auto committed = ReadImage(m.image);
+    if (!committed.ok())
+        return run.Fail(committed.status());
+    return ToInfo(*committed, m);
+}
+
+}  // namespace sdm

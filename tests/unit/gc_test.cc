@@ -1,1 +1,209 @@
-#include <gtest/gtest.h>
+/* The garbage collector: it collects abandoned transactions only (a live owner's lease
+ * stops it), settles each the way storage shows, removes the marker last, leaves what it
+ * does not understand alone, and is safe with several collectors at once. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/engine/layout.h"
+#include "backend/engine/local_lease.h"
+#include "backend/engine/metadata.h"
+#include "tests/support/domain_fixture.h"
+
+namespace sdm::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+class GcTest : public DomainTest {
+protected:
+    /* Plants tx/<txid>-<slot>/ with a marker and some garbage, as a dead owner leaves it. */
+    std::string PlantTransaction(uint64_t slot, const std::string &marker_text,
+                                 const std::string &garbage = "garbage")
+    {
+        std::string dir = root_ + "/tx/" + layout::TxDirName(layout::NewUuid(), slot);
+        EXPECT_EQ(mkdir(dir.c_str(), 0755), 0);
+        WriteFile(dir + "/marker", marker_text);
+        EXPECT_EQ(mkdir((dir + "/" + garbage).c_str(), 0755), 0);
+        WriteFile(dir + "/" + garbage + "/data", std::string(4096, 'x'));
+        return dir;
+    }
+
+    meta::Marker CreateMarker(uint64_t slot, const std::string &name)
+    {
+        meta::Marker m;
+        m.txid = layout::NewUuid();
+        m.op = meta::TxOp::kCreate;
+        m.host_id = 1;
+        m.slot = slot;
+        m.image = layout::NewUuid();
+        m.volume = layout::NewUuid();
+        m.name = name;
+        m.new_image = true;
+        return m;
+    }
+};
+
+TEST_F(GcTest, CleanDomainHasNothingToDo)
+{
+    MakeVolume("a", kMiB);
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->markers_seen, 0u);
+    EXPECT_EQ(report->collected, 0u);
+}
+
+TEST_F(GcTest, CollectsAbandonedCreateAndFreesItsName)
+{
+    std::string dir = PlantTransaction(5, meta::Encode(CreateMarker(5, "half")));
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->collected, 1u);
+    EXPECT_EQ(report->rolled_forward, 0u);
+    EXPECT_FALSE(Exists(dir));
+    ExpectClean();
+}
+
+TEST_F(GcTest, ReservationOfAnAbandonedTransactionHoldsUntilCollected)
+{
+    PlantTransaction(5, meta::Encode(CreateMarker(5, "half")));
+    auto r = domain_->CreateVolume({"half", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
+    EXPECT_EQ(r.status().code(), ErrorCode::kAlreadyExists) << "its name is still reserved";
+    auto other = domain_->CreateVolume({"other", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
+    ASSERT_TRUE(other.ok());
+    EXPECT_NE(other->slot, 5u) << "its slot is still reserved";
+    ASSERT_TRUE(domain_->CollectGarbage().ok());
+    EXPECT_TRUE(domain_->CreateVolume({"half", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""}).ok());
+}
+
+TEST_F(GcTest, LiveOwnerIsLeftAloneUntilItsLeaseIsFree)
+{
+    std::string dir = PlantTransaction(9, meta::Encode(CreateMarker(9, "live")));
+    {
+        LocalLeaseManager owner(root_ + "/leases", kMiB);
+        auto lease = owner.Acquire(9, LeaseMode::kExclusive, std::chrono::milliseconds(0));
+        ASSERT_TRUE(lease.ok());
+        auto report = domain_->CollectGarbage();
+        ASSERT_TRUE(report.ok());
+        EXPECT_EQ(report->skipped_live, 1u);
+        EXPECT_EQ(report->collected, 0u);
+        EXPECT_TRUE(Exists(dir + "/garbage/data"));
+    }
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->collected, 1u);
+    EXPECT_FALSE(Exists(dir));
+}
+
+TEST_F(GcTest, OwnerKilledHoldingTheLeaseIsCollectedAfterDeath)
+{
+    std::string dir = PlantTransaction(3, meta::Encode(CreateMarker(3, "killed")));
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        LocalLeaseManager owner(root_ + "/leases", kMiB);
+        auto lease = owner.Acquire(3, LeaseMode::kExclusive, std::chrono::milliseconds(0));
+        char c = lease.ok() ? 'y' : 'n';
+        (void)!write(ready[1], &c, 1);
+        pause();
+        _exit(0);
+    }
+    char c = 0;
+    ASSERT_EQ(read(ready[0], &c, 1), 1);
+    ASSERT_EQ(c, 'y');
+    EXPECT_EQ(domain_->CollectGarbage()->skipped_live, 1u);
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    EXPECT_EQ(domain_->CollectGarbage()->collected, 1u);
+    EXPECT_FALSE(Exists(dir));
+    close(ready[0]);
+    close(ready[1]);
+}
+
+TEST_F(GcTest, TornMarkerMeansNothingOutsideTheDirectory)
+{
+    std::string text = meta::Encode(CreateMarker(4, "torn"));
+    std::string dir = PlantTransaction(4, text.substr(0, text.size() / 3));
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->collected, 1u);
+    EXPECT_FALSE(Exists(dir));
+    ExpectClean();
+}
+
+TEST_F(GcTest, DryRunChangesNothing)
+{
+    std::string dir = PlantTransaction(6, meta::Encode(CreateMarker(6, "dry")));
+    GcOptions options;
+    options.dry_run = true;
+    auto report = domain_->CollectGarbage(options);
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->collected, 1u);
+    EXPECT_TRUE(Exists(dir + "/marker"));
+    EXPECT_NE(report->lines[0].find("would collect"), std::string::npos);
+}
+
+TEST_F(GcTest, LeavesAloneWhatItDoesNotUnderstand)
+{
+    VolumeInfo v = MakeVolume("precious", 2 * kMiB, VolumeFormat::kRaw, kMiB);
+    std::string sum = FileSha256(v.path);
+    ASSERT_EQ(mkdir((root_ + "/tx/not-a-transaction").c_str(), 0755), 0);
+    /* A marker whose slot disagrees with its directory, naming a real volume. */
+    meta::Marker hostile = CreateMarker(v.slot, "precious");
+    hostile.op = meta::TxOp::kDelete;
+    hostile.image = v.image;
+    hostile.volume = v.uuid;
+    std::string dir = PlantTransaction(v.slot + 100, meta::Encode(hostile));
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->collected, 0u);
+    EXPECT_EQ(report->errors, 1u);
+    EXPECT_TRUE(Exists(root_ + "/tx/not-a-transaction"));
+    EXPECT_TRUE(Exists(dir + "/marker"));
+    EXPECT_EQ(FileSha256(v.path), sum);
+    EXPECT_TRUE(domain_->LookupVolume("precious").ok());
+}
+
+TEST_F(GcTest, HostileCreateMarkerCannotIndexAForeignVolume)
+{
+    VolumeInfo v = MakeVolume("real", kMiB);
+    meta::Marker m = CreateMarker(v.slot, "alias");
+    m.image = v.image;  /* "committed": the image exists, but the volume is not the marker's */
+    std::string dir = PlantTransaction(v.slot, meta::Encode(m));
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->errors, 1u);
+    EXPECT_FALSE(Exists(root_ + "/names/alias"));
+    EXPECT_TRUE(domain_->LookupVolume("real").ok());
+}
+
+TEST_F(GcTest, SeveralCollectorsAtOnceCollectEachTransactionOnce)
+{
+    std::vector<std::string> dirs;
+    for (uint64_t slot = 10; slot < 60; slot++)
+        dirs.push_back(PlantTransaction(slot, meta::Encode(CreateMarker(slot, "v" + std::to_string(slot)))));
+    std::vector<pid_t> children;
+    for (int i = 0; i < 4; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            auto domain = Domain::Open(root_);
+            auto report = domain.ok() ? (*domain)->CollectGarbage() : Result<GcReport>(domain.status());
+            _exit(report.ok() && report->errors == 0 ? 0 : 1);
+        }
+        children.push_back(pid);
+    }
+    for (pid_t pid : children) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    for (const auto &dir : dirs)
+        EXPECT_FALSE(Exists(dir));
+    ExpectClean();
+}
+
+}  // namespace
+}  // namespace sdm::testing

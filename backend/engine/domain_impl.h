@@ -1,0 +1,153 @@
+/* FileDomain: the engine's implementation of sdm::Domain on a directory tree.
+ *
+ * Thread-safe. Shared state is the domain lease holder (one per process, reference
+ * counted by the threads that use it), the lock table, and the allocator's reservations
+ * (names and lease slots of this process's transactions in flight), which is guarded by
+ * the allocator lock. */
+#pragma once
+
+#include <condition_variable>
+#include <utility>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "backend/engine/fileio.h"
+#include "backend/engine/lease.h"
+#include "backend/engine/locks.h"
+#include "backend/engine/metadata.h"
+#include "sdm/domain.h"
+
+namespace sdm {
+
+/* The domain lease, held by the process while any thread uses it. A Ref is one thread's
+ * use; the lease is taken by the first Ref and given back with the last. */
+class DomainLease {
+public:
+    class Ref {
+    public:
+        Ref() = default;
+        Ref(Ref &&other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
+        Ref &operator=(Ref &&other) noexcept;
+        Ref(const Ref &) = delete;
+        Ref &operator=(const Ref &) = delete;
+        ~Ref() { Release(); }
+        void Release();
+
+    private:
+        friend class DomainLease;
+        explicit Ref(DomainLease *owner) : owner_(owner) {}
+        DomainLease *owner_ = nullptr;
+    };
+
+    explicit DomainLease(LeaseManager &leases) : leases_(leases) {}
+    /* `fresh` is set when this call took the lease from storage (others may have changed
+     * the domain since this process last held it). */
+    Result<Ref> Acquire(std::chrono::milliseconds timeout, bool *fresh);
+
+private:
+    void Put();
+
+    LeaseManager &leases_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    int users_ = 0;
+    bool acquiring_ = false;
+    std::unique_ptr<LeaseHandle> handle_;
+};
+
+class FileDomain : public Domain {
+public:
+    FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, fileio::Fd names,
+               fileio::Fd slots, fileio::Fd tx, const DomainOptions &options);
+
+    const DomainInfo &info() const override { return info_; }
+    Result<VolumeInfo> CreateVolume(const CreateParams &params, OpObserver *observer) override;
+    Result<VolumeInfo> CloneVolume(const CloneParams &params, OpObserver *observer) override;
+    Status DeleteVolume(const std::string &name, OpObserver *observer) override;
+    Result<VolumeInfo> ResizeVolume(const std::string &name, uint64_t capacity,
+                                    OpObserver *observer) override;
+    Result<VolumeInfo> LookupVolume(const std::string &name) override;
+    Result<std::vector<VolumeInfo>> ListVolumes() override;
+    Result<GcReport> CollectGarbage(const GcOptions &options) override;
+    Result<CheckReport> Check() override;
+
+    /* --- for the engine's own modules --- */
+    int root() const { return root_.get(); }
+    int images_dir() const { return images_.get(); }
+    int names_dir() const { return names_.get(); }
+    int slots_dir() const { return slots_.get(); }
+    int tx_dir() const { return tx_.get(); }
+    const std::string &path() const { return info_.path; }
+    std::string AbsPath(const std::string &rel) const { return info_.path + "/" + rel; }
+    LeaseManager &leases() { return *leases_; }
+    const DomainOptions &options() const { return options_; }
+    LockTable &locks() { return locks_; }
+
+    /* A committed image: its directory and every readable volume metadata in it.
+     * Unreadable metadata files are listed in `bad` (Check reports them). */
+    struct Image {
+        std::string uuid;
+        fileio::Fd dir;
+        std::vector<meta::VolumeMeta> volumes;
+        std::vector<std::string> bad;
+        bool IsLeaf(const std::string &volume) const;
+        const meta::VolumeMeta *Find(const std::string &volume) const;
+    };
+    Result<Image> ReadImage(const std::string &image);
+    /* Reads and checks one volume's metadata in an open image directory. */
+    Result<meta::VolumeMeta> ReadVolumeMeta(int image_dir, const std::string &image,
+                                            const std::string &volume);
+    /* Volume metadata plus what only the data file can tell (allocation, path). */
+    VolumeInfo ToInfo(const Image &image, const meta::VolumeMeta &meta);
+    /* The volume an index entry names: kNotFound if there is none. */
+    Result<VolumeInfo> Resolve(const std::string &name, Image *image_out = nullptr);
+
+    /* Allocator: reserves a free name and lease slot for a new volume (an empty name:
+     * only a slot); Unreserve undoes it. */
+    Status Reserve(const std::string &name, uint64_t *slot);
+    void Unreserve(const std::string &name, uint64_t slot);
+    bool IsOwnTransaction(const std::string &dir_name);
+    void AddOwnTransaction(const std::string &dir_name);
+    void RemoveOwnTransaction(const std::string &dir_name);
+
+    /* Index entries (names/, slots/): create pointing at image/volume, or remove if they
+     * point there. Both idempotent. */
+    Status AddIndex(const std::string &name, uint64_t slot, const std::string &image,
+                    const std::string &volume);
+    Status RemoveIndex(const std::string &name, uint64_t slot, const std::string &image,
+                       const std::string &volume);
+    /* fsync of images/, names/ and slots/: makes a commit and its index durable. */
+    Status SyncNamespace();
+
+    Result<DomainLease::Ref> AcquireDomainLease();
+
+private:
+    Status LoadUsedSlots();
+
+    DomainInfo info_;
+    fileio::Fd root_;
+    fileio::Fd images_;
+    fileio::Fd names_;
+    fileio::Fd slots_;
+    fileio::Fd tx_;
+    DomainOptions options_;
+    std::shared_ptr<LeaseManager> leases_;
+    LockTable locks_;
+    DomainLease domain_lease_;
+
+    std::mutex alloc_mutex_;               /* guards everything below; see Reserve */
+    std::set<std::string> reserved_names_;
+    std::set<uint64_t> reserved_slots_;
+    std::set<uint64_t> used_slots_;        /* slots/ as last read */
+    uint64_t slot_hint_ = 1;               /* where the next slot search starts */
+    std::set<std::string> own_transactions_;
+};
+
+/* Keys of the engine's leases and local locks, in lockdep's order. */
+lockdep::Key DomainLeaseKey();
+lockdep::Key DomainLockKey();
+lockdep::Key ImageLockKey(const std::string &image, lockdep::Role role = lockdep::Role::kNone);
+lockdep::Key AllocatorLockKey();
+
+}  // namespace sdm

@@ -1,0 +1,85 @@
+/* Storage transactions and the lease guards they hold.
+ *
+ * A Transaction is the on-storage life of one metadata operation:
+ *
+ *   Begin        mkdir tx/<txid>-<slot>/ and write its marker (not yet durable). The slot
+ *                in the directory's name is the protecting lease, so even a torn marker
+ *                tells the collector which lease to probe.
+ *   (garbage)    the operation builds its new objects inside the transaction directory.
+ *   MakeDurable  fsync marker, directory and tx/. Only after this may the operation touch
+ *                anything outside its directory; so a transaction whose marker is unreadable
+ *                has no garbage outside it.
+ *   (commit)     one rename, done by the operation.
+ *   Finish       removes what is left in the directory, the marker last.
+ *
+ * On failure the owner calls Recover() on its own transaction: the same code the garbage
+ * collector runs, which examines storage and rolls forward (commit happened) or back.
+ * A Transaction is used by one thread; the caller must hold the protecting lease from
+ * before Begin until after Finish or Recover. */
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/engine/fileio.h"
+#include "backend/engine/lease.h"
+#include "backend/engine/lockdep.h"
+#include "backend/engine/metadata.h"
+#include "sdm/status.h"
+
+namespace sdm {
+
+class FileDomain;
+
+/* A lease held by this thread, recorded with lockdep. Move-only; releases on destruction. */
+class LeaseGuard {
+public:
+    LeaseGuard() = default;
+    LeaseGuard(LeaseGuard &&other) noexcept;
+    LeaseGuard &operator=(LeaseGuard &&other) noexcept;
+    LeaseGuard(const LeaseGuard &) = delete;
+    LeaseGuard &operator=(const LeaseGuard &) = delete;
+    ~LeaseGuard() { Release(); }
+
+    /* Volume lease on `slot`; timeout 0 tries once. kBusy says the volume is in use. */
+    static Result<LeaseGuard> Volume(LeaseManager &leases, uint64_t slot, LeaseMode mode,
+                                     lockdep::Role role, std::chrono::milliseconds timeout);
+    void Release();
+    bool held() const { return handle_ != nullptr; }
+
+private:
+    std::unique_ptr<LeaseHandle> handle_;
+    lockdep::Key key_{lockdep::Level::kVolume, lockdep::Kind::kLease};
+};
+
+class Transaction {
+public:
+    Transaction(Transaction &&) noexcept = default;
+    Transaction &operator=(Transaction &&) noexcept = default;
+
+    static Result<Transaction> Begin(FileDomain &domain, const meta::Marker &marker);
+
+    int dirfd() const { return dir_.get(); }
+    const std::string &dir_name() const { return dir_name_; }
+    /* Path of `name` inside the transaction directory, relative to the domain root. */
+    std::string RelPath(const std::string &name) const;
+    const meta::Marker &marker() const { return marker_; }
+
+    Status MakeDurable();
+    Status Finish();
+
+private:
+    Transaction(FileDomain &domain, meta::Marker marker, std::string dir_name, fileio::Fd dir);
+
+    FileDomain *domain_;
+    meta::Marker marker_;
+    std::string dir_name_;
+    fileio::Fd dir_;
+};
+
+/* Completes or undoes the transaction in tx/<dir_name> as storage shows it; `marker` is
+ * null when the marker is unreadable (then nothing outside the directory can exist). The
+ * caller holds the protecting lease. Returns whether it rolled forward. Idempotent. */
+Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta::Marker *marker);
+
+}  // namespace sdm
