@@ -35,6 +35,7 @@ constexpr char kUsage[] = N_(
     "  delete DIR NAME\n"
     "  resize DIR NAME SIZE\n"
     "  list DIR\n"
+    "  show DIR NAME                               one volume, with its path\n"
     "  gc DIR [--dry-run]\n"
     "  check DIR\n"
     "  steps [OPERATION]                           the named steps (crash points)\n"
@@ -206,6 +207,7 @@ int Main(int argc, char **argv)
         {"delete", {2, {}}},
         {"resize", {3, {}}},
         {"list", {1, {}}},
+        {"show", {2, {}}},
         {"gc", {1, {"--dry-run"}}},
         {"check", {1, {}}},
         {"steps", {0, {}}},
@@ -370,6 +372,13 @@ int Main(int argc, char **argv)
                    sdm::VolumeFormatName(v.format), HumanSize(v.capacity).c_str(),
                    HumanSize(v.allocation).c_str(), sdm::LegalityName(v.legality),
                    v.image.c_str(), v.parent.empty() ? "-" : v.parent.c_str());
+        return 0;
+    }
+    if (command == "show") {
+        auto volume = d.LookupVolume(args.positional[1]);
+        if (!volume.ok())
+            return Fail(volume.status());
+        PrintVolume(*volume);
         return 0;
     }
     if (command == "gc") {
