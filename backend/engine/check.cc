@@ -14,6 +14,7 @@
 #include "backend/engine/domain_impl.h"
 #include "backend/engine/i18n.h"
 #include "backend/engine/layout.h"
+#include "backend/engine/transaction.h"
 
 namespace sdm {
 
@@ -32,15 +33,13 @@ Pending ReadPending(FileDomain &domain, uint32_t *count)
         return pending;
     for (const auto &entry : *entries) {
         (*count)++;
-        auto dir = fileio::OpenDirAt(domain.tx_dir(), entry);
-        if (!dir.ok())
+        auto name = layout::ParseTxDirName(entry);
+        if (!name)
             continue;
-        auto text = fileio::ReadSmallFileAt(dir->get(), layout::kMarker, meta::kMaxFileSize);
-        if (!text.ok())
-            continue;
-        if (auto m = meta::DecodeMarker(*text, entry); m.ok()) {
-            pending.images.insert(m->image);
-            pending.volumes.insert(m->volume);
+        TxRead read = ReadTransaction(domain, entry, *name);
+        if (read.marker) {
+            pending.images.insert(read.marker->image);
+            pending.volumes.insert(read.marker->volume);
         }
     }
     return pending;

@@ -247,25 +247,20 @@ FileDomain::FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, file
                        fileio::Fd slots, fileio::Fd tx, const DomainOptions &options)
     : info_(std::move(info)), root_(std::move(root)), images_(std::move(images)),
       names_(std::move(names)), slots_(std::move(slots)), tx_(std::move(tx)),
-      options_(options),
+      options_(options), sync_policy_(ResolveSyncPolicy(root_.get(), options.durability,
+                                                        &info_.durability)),
       leases_(options.leases ? options.leases
                              : std::make_shared<LocalLeaseManager>(
                                    info_.path + "/" + layout::kLeases, info_.alignment)),
       domain_lease_(*leases_)
 {
+    info_.durability = std::string(SyncPolicyName(sync_policy_)) + " (" + info_.durability + ")";
 }
 
 Result<DomainLease::Ref> FileDomain::AcquireDomainLease()
 {
     bool fresh = false;
-    auto ref = domain_lease_.Acquire(options_.lock_timeout, &fresh);
-    if (ref.ok() && fresh) {
-        /* Other hosts may have allocated slots while this process did not hold the lease. */
-        Status status = LoadUsedSlots();
-        if (!status.ok())
-            return status;
-    }
-    return ref;
+    return domain_lease_.Acquire(options_.lock_timeout, &fresh);
 }
 
 /* --- reading volumes --- */
@@ -438,7 +433,6 @@ Status FileDomain::LoadUsedSlots()
     auto entries = fileio::ListDirAt(slots_.get(), ".");
     if (!entries.ok())
         return entries.status();
-    AllocatorGuard guard(alloc_mutex_);
     used_slots_.clear();
     for (const auto &entry : *entries)
         if (auto slot = layout::ParseSlotName(entry))
@@ -450,29 +444,31 @@ Status FileDomain::Reserve(const std::string &name, uint64_t *slot)
 {
     /* Names and slots of other processes' unfinished transactions: a dead host's committed
      * but not yet indexed volume must not lose its name to a new one. */
+    std::set<std::string> own;
+    {
+        AllocatorGuard guard(alloc_mutex_);
+        own = own_transactions_;
+        if (!slots_loaded_) {
+            SDM_RETURN_IF_ERROR(LoadUsedSlots());
+            slots_loaded_ = true;
+        }
+    }
     std::set<uint64_t> pending_slots;
     std::set<std::string> pending_names;
     auto entries = fileio::ListDirAt(tx_.get(), ".");
     if (!entries.ok())
         return entries.status();
-
-    AllocatorGuard guard(alloc_mutex_);
     for (const auto &entry : *entries) {
         auto tx = layout::ParseTxDirName(entry);
-        if (!tx || own_transactions_.count(entry))
+        if (!tx || own.count(entry))
             continue;
         pending_slots.insert(tx->slot);
-        auto dir = fileio::OpenDirAt(tx_.get(), entry);
-        if (!dir.ok())
-            continue;
-        auto text = fileio::ReadSmallFileAt(dir->get(), layout::kMarker, meta::kMaxFileSize);
-        if (!text.ok())
-            continue;
-        auto marker = meta::DecodeMarker(*text, entry);
-        if (marker.ok())
-            pending_names.insert(marker->name);
+        TxRead read = ReadTransaction(*this, entry, *tx);
+        if (read.marker)
+            pending_names.insert(read.marker->name);
     }
 
+    AllocatorGuard guard(alloc_mutex_);
     struct stat st;
     if (name.empty())
         ; /* another slot for a name reserved already */
@@ -584,11 +580,13 @@ Status FileDomain::RemoveIndex(const std::string &name, uint64_t slot, const std
     return Status::Ok();
 }
 
-Status FileDomain::SyncNamespace()
+Status FileDomain::SyncNamespace(int committed_dir, const std::string &what)
 {
-    SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(images_.get(), "."));
-    SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(names_.get(), "."));
-    return fileio::FsyncDirAt(slots_.get(), ".");
+    Barrier barrier(sync_policy_);
+    barrier.Dir(committed_dir, what);
+    barrier.Dir(slots_.get(), layout::kSlotsDir);
+    barrier.Dir(names_.get(), layout::kNamesDir); /* AddIndex links slots/ first */
+    return barrier.Sync();
 }
 
 }  // namespace sdm

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "backend/engine/durability.h"
 #include "backend/engine/fileio.h"
 #include "backend/engine/lease.h"
 #include "backend/engine/locks.h"
@@ -83,6 +84,7 @@ public:
     LeaseManager &leases() { return *leases_; }
     const DomainOptions &options() const { return options_; }
     LockTable &locks() { return locks_; }
+    SyncPolicy sync_policy() const { return sync_policy_; }
 
     /* A committed image: its directory and every readable volume metadata in it.
      * Unreadable metadata files are listed in `bad` (Check reports them). */
@@ -100,6 +102,8 @@ public:
                                             const std::string &volume);
     /* Volume metadata plus what only the data file can tell (allocation, path). */
     VolumeInfo ToInfo(const Image &image, const meta::VolumeMeta &meta);
+    /* The info of the only volume of an image just committed. */
+    VolumeInfo NewImageInfo(const meta::VolumeMeta &meta);
     /* The volume an index entry names: kNotFound if there is none. */
     Result<VolumeInfo> Resolve(const std::string &name, Image *image_out = nullptr);
 
@@ -117,12 +121,15 @@ public:
                     const std::string &volume);
     Status RemoveIndex(const std::string &name, uint64_t slot, const std::string &image,
                        const std::string &volume);
-    /* fsync of images/, names/ and slots/: makes a commit and its index durable. */
-    Status SyncNamespace();
+    /* Makes a commit into `committed_dir` (images/ or an image's directory) and the index
+     * entries made after it durable. */
+    Status SyncNamespace(int committed_dir, const std::string &what);
 
     Result<DomainLease::Ref> AcquireDomainLease();
 
 private:
+    /* Reads slots/ into used_slots_; the allocator's lock is held. The cache may go stale
+     * (other hosts create and delete); the allocator checks each candidate on storage. */
     Status LoadUsedSlots();
 
     DomainInfo info_;
@@ -132,6 +139,7 @@ private:
     fileio::Fd slots_;
     fileio::Fd tx_;
     DomainOptions options_;
+    SyncPolicy sync_policy_;
     std::shared_ptr<LeaseManager> leases_;
     LockTable locks_;
     DomainLease domain_lease_;
@@ -139,7 +147,8 @@ private:
     std::mutex alloc_mutex_;               /* guards everything below; see Reserve */
     std::set<std::string> reserved_names_;
     std::set<uint64_t> reserved_slots_;
-    std::set<uint64_t> used_slots_;        /* slots/ as last read */
+    std::set<uint64_t> used_slots_;        /* slots/ as last read, plus what we indexed */
+    bool slots_loaded_ = false;
     uint64_t slot_hint_ = 1;               /* where the next slot search starts */
     std::set<std::string> own_transactions_;
 };

@@ -284,6 +284,14 @@ Status FsyncFd(int fd, const std::string &what)
     return err ? Status::FromErrno(err, "fsync " + what) : Status::Ok();
 }
 
+Status FsyncFileAt(int dirfd, const std::string &name, const std::string &what)
+{
+    auto fd = OpenAt(dirfd, name, O_RDONLY);
+    if (!fd.ok())
+        return fd.status();
+    return FsyncFd(fd->get(), what);
+}
+
 Status FsyncDirAt(int dirfd, const std::string &name)
 {
     auto dir = OpenDirAt(dirfd, name);

@@ -54,6 +54,8 @@ Status WriteFileAt(int dirfd, const std::string &name, const std::string &conten
 Result<std::string> ReadSmallFileAt(int dirfd, const std::string &name, size_t max_size);
 
 Status FsyncFd(int fd, const std::string &what);
+/* fsync of the regular file dirfd/name; `what` names it in errors. */
+Status FsyncFileAt(int dirfd, const std::string &name, const std::string &what);
 /* fsync of the directory dirfd/name ("." for dirfd itself). */
 Status FsyncDirAt(int dirfd, const std::string &name);
 

@@ -19,43 +19,6 @@ namespace {
 
 constexpr std::chrono::milliseconds kNoWait{0};
 
-struct MarkerRead {
-    bool gone = false;                 /* the directory vanished: finished meanwhile */
-    std::optional<meta::Marker> marker; /* empty: unreadable or torn */
-    bool hostile = false;              /* valid, but disagrees with its directory's name */
-    std::string problem;
-};
-
-MarkerRead ReadMarker(FileDomain &domain, const std::string &entry, uint64_t slot)
-{
-    MarkerRead read;
-    auto dir = fileio::OpenDirAt(domain.tx_dir(), entry);
-    if (!dir.ok()) {
-        read.gone = dir.status().code() == ErrorCode::kNotFound;
-        read.problem = dir.status().message();
-        return read;
-    }
-    auto text = fileio::ReadSmallFileAt(dir->get(), layout::kMarker, meta::kMaxFileSize);
-    if (!text.ok()) {
-        read.problem = text.status().message();
-        return read;
-    }
-    auto marker = meta::DecodeMarker(*text, std::string(layout::kTxDir) + "/" + entry + "/" +
-                                                layout::kMarker);
-    if (!marker.ok()) {
-        read.problem = marker.status().message();
-        return read;
-    }
-    if (marker->slot != slot) {
-        read.hostile = true;
-        read.problem = _("the marker names lease slot ") + std::to_string(marker->slot) +
-                       _(" but its directory names slot ") + std::to_string(slot);
-        return read;
-    }
-    read.marker = std::move(*marker);
-    return read;
-}
-
 }  // namespace
 
 Result<GcReport> FileDomain::CollectGarbage(const GcOptions &options)
@@ -81,7 +44,7 @@ Result<GcReport> FileDomain::CollectGarbage(const GcOptions &options)
             report.lines.push_back(where + _(": running in this process"));
             continue;
         }
-        MarkerRead first = ReadMarker(*this, entry, name->slot);
+        TxRead first = ReadTransaction(*this, entry, *name);
         if (first.gone)
             continue;
         if (first.hostile) {
@@ -113,7 +76,7 @@ Result<GcReport> FileDomain::CollectGarbage(const GcOptions &options)
             continue;
         }
         /* The owner is gone. Read again: it may have finished its marker before dying. */
-        MarkerRead now = ReadMarker(*this, entry, name->slot);
+        TxRead now = ReadTransaction(*this, entry, *name);
         if (now.gone)
             continue;
         if (now.marker.has_value() != first.marker.has_value() ||
@@ -124,6 +87,8 @@ Result<GcReport> FileDomain::CollectGarbage(const GcOptions &options)
         std::string what = now.marker ? std::string(meta::TxOpName(now.marker->op)) + " '" +
                                             now.marker->name + "'"
                                       : _("unreadable marker (") + now.problem + ")";
+        if (now.derived)
+            what += _(" (marker rebuilt from the committed image)");
         if (options.dry_run) {
             report.collected++;
             report.lines.push_back(where + _(": would collect abandoned ") + what);

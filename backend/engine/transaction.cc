@@ -85,12 +85,11 @@ std::string Transaction::RelPath(const std::string &name) const
 
 Status Transaction::MakeDurable()
 {
-    auto marker = fileio::OpenAt(dir_.get(), layout::kMarker, O_RDONLY);
-    if (!marker.ok())
-        return marker.status();
-    SDM_RETURN_IF_ERROR(fileio::FsyncFd(marker->get(), RelPath(layout::kMarker)));
-    SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(dir_.get(), "."));
-    return fileio::FsyncDirAt(domain_->tx_dir(), ".");
+    Barrier barrier(domain_->sync_policy());
+    SDM_RETURN_IF_ERROR(barrier.DataAt(dir_.get(), layout::kMarker, RelPath(layout::kMarker)));
+    barrier.Dir(domain_->tx_dir(), layout::kTxDir);
+    barrier.Dir(dir_.get(), RelPath(""));
+    return barrier.Sync();
 }
 
 /* Removes a transaction directory: its garbage first, the marker last. */
@@ -151,7 +150,9 @@ static Status RollForwardCreate(FileDomain &domain, const meta::Marker &m)
     if (!v || v->name != m.name || v->slot != m.slot)
         return MarkerMismatch(m);
     SDM_RETURN_IF_ERROR(domain.AddIndex(m.name, m.slot, m.image, m.volume));
-    return domain.SyncNamespace();
+    /* After a crash the commit itself may not be durable yet: sync it with the index. */
+    return m.new_image ? domain.SyncNamespace(domain.images_dir(), layout::kImagesDir)
+                       : domain.SyncNamespace(image->dir.get(), layout::ImagePath(m.image));
 }
 
 /* A grow that did not commit is undone, so the data is no larger than its metadata says. */
@@ -188,6 +189,58 @@ static Status UndoGrow(FileDomain &domain, const meta::Marker &m)
     return Status::Ok();
 }
 
+/* The marker of a new-image transaction whose commit is on storage, from the image. */
+static std::optional<meta::Marker> DeriveMarker(FileDomain &domain, const layout::TxName &name)
+{
+    auto image = domain.ReadImage(name.txid);
+    if (!image.ok())
+        return std::nullopt;
+    for (const auto &v : image->volumes) {
+        if (v.slot != name.slot)
+            continue;
+        meta::Marker m;
+        m.txid = name.txid;
+        m.op = meta::TxOp::kCreate;
+        m.slot = name.slot;
+        m.image = v.image;
+        m.volume = v.uuid;
+        m.name = v.name;
+        m.new_image = true;
+        m.format = v.format;
+        return m;
+    }
+    return std::nullopt;
+}
+
+TxRead ReadTransaction(FileDomain &domain, const std::string &dir_name, const layout::TxName &name)
+{
+    TxRead read;
+    auto dir = fileio::OpenDirAt(domain.tx_dir(), dir_name);
+    if (!dir.ok()) {
+        read.gone = dir.status().code() == ErrorCode::kNotFound;
+        read.problem = dir.status().message();
+        return read;
+    }
+    auto text = fileio::ReadSmallFileAt(dir->get(), layout::kMarker, meta::kMaxFileSize);
+    auto marker = text.ok() ? meta::DecodeMarker(*text, std::string(layout::kTxDir) + "/" +
+                                                            dir_name + "/" + layout::kMarker)
+                            : Result<meta::Marker>(text.status());
+    if (!marker.ok()) {
+        read.problem = marker.status().message();
+        read.marker = DeriveMarker(domain, name);
+        read.derived = read.marker.has_value();
+        return read;
+    }
+    if (marker->slot != name.slot || marker->txid != name.txid) {
+        read.hostile = true;
+        read.problem = _("the marker names transaction ") + marker->txid + _(" on lease slot ") +
+                       std::to_string(marker->slot) + _(", not its directory's");
+        return read;
+    }
+    read.marker = std::move(*marker);
+    return read;
+}
+
 Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta::Marker *m)
 {
     bool forward = false;
@@ -213,13 +266,19 @@ Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta
             std::string live_name = m->new_image ? image_rel : layout::MetaPath(m->image, m->volume);
             forward = !ExistsAt(domain.root(), live_name);
             if (forward) {
+                fileio::Fd image;
                 if (!m->new_image) {
-                    auto image = fileio::OpenDirAt(domain.images_dir(), m->image);
-                    if (image.ok())
-                        SDM_RETURN_IF_ERROR(fileio::RemoveTreeAt(image->get(), m->volume));
+                    auto dir = fileio::OpenDirAt(domain.images_dir(), m->image);
+                    if (dir.ok()) {
+                        SDM_RETURN_IF_ERROR(fileio::RemoveTreeAt(dir->get(), m->volume));
+                        image = std::move(*dir);
+                    }
                 }
                 SDM_RETURN_IF_ERROR(domain.RemoveIndex(m->name, m->slot, m->image, m->volume));
-                SDM_RETURN_IF_ERROR(domain.SyncNamespace());
+                SDM_RETURN_IF_ERROR(image.valid()
+                                        ? domain.SyncNamespace(image.get(), image_rel)
+                                        : domain.SyncNamespace(domain.images_dir(),
+                                                               layout::kImagesDir));
             }
             break;
         }

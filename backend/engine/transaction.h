@@ -8,7 +8,8 @@
  *   (garbage)    the operation builds its new objects inside the transaction directory.
  *   MakeDurable  fsync marker, directory and tx/. Only after this may the operation touch
  *                anything outside its directory; so a transaction whose marker is unreadable
- *                has no garbage outside it.
+ *                has no garbage outside it. A new image's transaction skips it: its only
+ *                change outside is the commit itself, which its txid (the image UUID) names.
  *   (commit)     one rename, done by the operation.
  *   Finish       removes what is left in the directory, the marker last.
  *
@@ -19,9 +20,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backend/engine/fileio.h"
+#include "backend/engine/layout.h"
 #include "backend/engine/lease.h"
 #include "backend/engine/lockdep.h"
 #include "backend/engine/metadata.h"
@@ -76,6 +79,19 @@ private:
     std::string dir_name_;
     fileio::Fd dir_;
 };
+
+/* What a transaction directory says about itself. A transaction that makes a new image
+ * takes the image's UUID as its txid and does not sync its marker before the commit; if the
+ * marker is unreadable but images/<txid> holds a volume on the directory's slot, the marker
+ * is rebuilt from that committed volume (`derived`). */
+struct TxRead {
+    bool gone = false;                  /* the directory vanished: finished meanwhile */
+    std::optional<meta::Marker> marker; /* empty: unreadable and nothing committed */
+    bool derived = false;
+    bool hostile = false;               /* valid, but disagrees with its directory's name */
+    std::string problem;                /* why the marker could not be used */
+};
+TxRead ReadTransaction(FileDomain &domain, const std::string &dir_name, const layout::TxName &name);
 
 /* Completes or undoes the transaction in tx/<dir_name> as storage shows it; `marker` is
  * null when the marker is unreadable (then nothing outside the directory can exist). The

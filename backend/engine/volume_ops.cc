@@ -146,7 +146,6 @@ Status RequireLegal(const meta::VolumeMeta &m)
                                "was interrupted); wait for it or run gc"));
 }
 
-Status Fsync(int fd, const std::string &what) { return fileio::FsyncFd(fd, what); }
 
 /* The error for a data file that cannot have the size asked for. */
 Status SizeError(int err, const std::string &what)
@@ -162,7 +161,8 @@ Status SizeError(int err, const std::string &what)
     return Status::FromErrno(err, what);
 }
 
-/* Creates a volume's data file in `dir` as the format and preallocation ask. */
+/* Creates a volume's data file in `dir` as the format and preallocation ask; the caller
+ * syncs it together with the metadata (one journal commit on most filesystems). */
 Status CreateData(FileDomain &domain, int dir, const std::string &dir_rel,
                   const meta::VolumeMeta &m, const meta::VolumeMeta *parent)
 {
@@ -173,8 +173,7 @@ Status CreateData(FileDomain &domain, int dir, const std::string &dir_rel,
                                          parent ? parent->format : VolumeFormat::kRaw));
         if (fchmodat(dir, m.uuid.c_str(), kDataMode, 0) != 0)
             return Status::FromErrno(errno, path);
-        auto fd = fileio::OpenAt(dir, m.uuid, O_RDONLY);
-        return fd.ok() ? Fsync(fd->get(), path) : fd.status();
+        return Status::Ok();
     }
     auto fd = fileio::OpenAt(dir, m.uuid, O_RDWR | O_CREAT | O_EXCL, kDataMode);
     if (!fd.ok())
@@ -189,7 +188,7 @@ Status CreateData(FileDomain &domain, int dir, const std::string &dir_rel,
     } else if (ftruncate(fd->get(), static_cast<off_t>(m.capacity)) != 0) {
         return SizeError(errno, what);
     }
-    return Fsync(fd->get(), what);
+    return Status::Ok();
 }
 
 /* Makes a new image in the transaction visible: the commit rename, then the index. */
@@ -201,14 +200,17 @@ Status CommitNewImage(FileDomain &domain, OpRun &run, const meta::VolumeMeta &m,
     SDM_RETURN_IF_ERROR(fileio::RenameAt(tx.dirfd(), m.image, domain.images_dir(), m.image, true));
     SDM_RETURN_IF_ERROR(run.Enter(index_step));
     SDM_RETURN_IF_ERROR(domain.AddIndex(m.name, m.slot, m.image, m.uuid));
-    return domain.SyncNamespace();
+    return domain.SyncNamespace(domain.images_dir(), layout::kImagesDir);
 }
 
 meta::Marker NewMarker(const FileDomain &domain, meta::TxOp op, const meta::VolumeMeta &m,
                        bool new_image)
 {
     meta::Marker marker;
-    marker.txid = layout::NewUuid();
+    /* A new image's transaction is named after the image: even with its marker lost, the
+     * directory says which commit it makes (see ReadTransaction). */
+    bool makes_image = new_image && (op == meta::TxOp::kCreate || op == meta::TxOp::kClone);
+    marker.txid = makes_image ? m.image : layout::NewUuid();
     marker.op = op;
     marker.host_id = domain.options().host_id;
     marker.generation = domain.options().generation;
@@ -223,6 +225,17 @@ meta::Marker NewMarker(const FileDomain &domain, meta::TxOp op, const meta::Volu
 }
 
 }  // namespace
+
+VolumeInfo FileDomain::NewImageInfo(const meta::VolumeMeta &m)
+{
+    Image image;
+    image.uuid = m.image;
+    auto dir = fileio::OpenDirAt(images_.get(), m.image);
+    if (dir.ok())
+        image.dir = std::move(*dir);
+    image.volumes.push_back(m);
+    return ToInfo(image, m);
+}
 
 Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserver *observer)
 {
@@ -327,31 +340,38 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
         int work_fd = new_image ? work.get() : t.dirfd();
 
         SDM_RETURN_IF_ERROR(run.Enter("create.metadata"));
-        SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work_fd, layout::MetaFile(m.uuid),
-                                                  meta::Encode(m), false));
+        SDM_RETURN_IF_ERROR(fileio::WriteFileAt(work_fd, layout::MetaFile(m.uuid), meta::Encode(m)));
         SDM_RETURN_IF_ERROR(run.Enter("create.lease-area"));
         SDM_RETURN_IF_ERROR(leases_->InitSlot(m.slot));
         SDM_RETURN_IF_ERROR(run.Enter("create.data"));
         SDM_RETURN_IF_ERROR(CreateData(*this, work_fd, work_rel, m,
                                        parent ? &*parent : nullptr));
         SDM_RETURN_IF_ERROR(run.Enter("create.durable"));
-        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(work_fd, "."));
-        SDM_RETURN_IF_ERROR(t.MakeDurable());
-
+        Barrier barrier(sync_policy_);
+        barrier.Dir(work_fd, work_rel);
+        SDM_RETURN_IF_ERROR(barrier.DataAt(work_fd, layout::MetaFile(m.uuid),
+                                           work_rel + "/" + layout::MetaFile(m.uuid)));
+        if (m.format == VolumeFormat::kQcow2)
+            SDM_RETURN_IF_ERROR(barrier.DataAt(work_fd, m.uuid, work_rel + "/" + m.uuid));
+        else
+            SDM_RETURN_IF_ERROR(barrier.InodeAt(work_fd, m.uuid, work_rel + "/" + m.uuid));
+        SDM_RETURN_IF_ERROR(barrier.Sync());
         if (new_image)
             return CommitNewImage(*this, run, m, "create.commit", "create.index");
+
+        SDM_RETURN_IF_ERROR(t.MakeDurable());
 
         /* A layer's data goes into the image first; its metadata's rename is the commit. */
         SDM_RETURN_IF_ERROR(run.Enter("create.place-data"));
         SDM_RETURN_IF_ERROR(fileio::RenameAt(t.dirfd(), m.uuid, image->dir.get(), m.uuid, true));
-        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(image->dir.get(), "."));
+        barrier.Dir(image->dir.get(), layout::ImagePath(m.image));
+        SDM_RETURN_IF_ERROR(barrier.Sync());
         SDM_RETURN_IF_ERROR(run.Enter("create.commit"));
         SDM_RETURN_IF_ERROR(fileio::RenameAt(t.dirfd(), layout::MetaFile(m.uuid),
                                              image->dir.get(), layout::MetaFile(m.uuid), true));
-        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(image->dir.get(), "."));
         SDM_RETURN_IF_ERROR(run.Enter("create.index"));
         SDM_RETURN_IF_ERROR(AddIndex(m.name, m.slot, m.image, m.uuid));
-        return SyncNamespace();
+        return SyncNamespace(image->dir.get(), layout::ImagePath(m.image));
     }();
     if (!status.ok())
         return run.Fail(status);
@@ -359,10 +379,9 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
     /* Committed: from here on, failing to tidy up is the collector's business. */
     (void)run.Enter("create.done");
     (void)run.tx()->Finish();
-    auto committed = ReadImage(m.image);
-    if (!committed.ok())
-        return run.Fail(committed.status());
-    return ToInfo(*committed, m);
+    if (new_image)
+        return NewImageInfo(m);
+    return ToInfo(*image, m);
 }
 
 Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver *observer)
@@ -439,8 +458,8 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
             return work.status();
         /* ILLEGAL until the copy is complete: nobody may use a half-copied volume. */
         SDM_RETURN_IF_ERROR(run.Enter("clone.metadata-illegal"));
-        SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work->get(), layout::MetaFile(m.uuid),
-                                                  meta::Encode(m), false));
+        SDM_RETURN_IF_ERROR(fileio::WriteFileAt(work->get(), layout::MetaFile(m.uuid),
+                                                meta::Encode(m)));
         SDM_RETURN_IF_ERROR(run.Enter("clone.lease-area"));
         SDM_RETURN_IF_ERROR(leases_->InitSlot(m.slot));
 
@@ -459,7 +478,7 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
             SDM_RETURN_IF_ERROR(copy::CopySparse(in->get(), out->get(), m.capacity,
                                                  run.observer()));
             SDM_RETURN_IF_ERROR(run.Enter("clone.copied"));
-            SDM_RETURN_IF_ERROR(Fsync(out->get(), target_rel));
+            SDM_RETURN_IF_ERROR(fileio::FsyncFd(out->get(), target_rel));
         } else {
             SDM_RETURN_IF_ERROR(qemu::Convert(AbsPath(layout::VolumePath(src->image, src->uuid)),
                                               src->format, AbsPath(target_rel), m.format,
@@ -471,7 +490,7 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
                 return out.status();
             if (fchmod(out->get(), kDataMode) != 0)
                 return Status::FromErrno(errno, target_rel);
-            SDM_RETURN_IF_ERROR(Fsync(out->get(), target_rel));
+            SDM_RETURN_IF_ERROR(fileio::FsyncFd(out->get(), target_rel));
         }
 
         SDM_RETURN_IF_ERROR(run.Enter("clone.legal"));
@@ -480,8 +499,9 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
         SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work->get(), layout::MetaFile(m.uuid),
                                                   meta::Encode(m), false));
         SDM_RETURN_IF_ERROR(run.Enter("clone.durable"));
-        SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(work->get(), "."));
-        SDM_RETURN_IF_ERROR(t.MakeDurable());
+        Barrier barrier(sync_policy_);
+        barrier.Dir(work->get(), t.RelPath(m.image));
+        SDM_RETURN_IF_ERROR(barrier.Sync());
         return CommitNewImage(*this, run, m, "clone.commit", "clone.index");
     }();
     if (!status.ok())
@@ -489,10 +509,7 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
 
     (void)run.Enter("clone.done");
     (void)run.tx()->Finish();
-    auto committed = ReadImage(m.image);
-    if (!committed.ok())
-        return run.Fail(committed.status());
-    return ToInfo(*committed, m);
+    return NewImageInfo(m);
 }
 
 Status FileDomain::DeleteVolume(const std::string &name, OpObserver *observer)
@@ -549,15 +566,17 @@ Status FileDomain::DeleteVolume(const std::string &name, OpObserver *observer)
         /* The commit makes the volume volatile: its metadata (or its whole image) moves into
          * the transaction, where only the collector looks. */
         SDM_RETURN_IF_ERROR(run.Enter("delete.commit"));
+        Barrier barrier(sync_policy_);
         if (whole_image) {
             SDM_RETURN_IF_ERROR(fileio::RenameAt(images_dir(), m->image, t.dirfd(), m->image, true));
-            SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(images_dir(), "."));
+            barrier.Dir(images_dir(), layout::kImagesDir);
         } else {
             SDM_RETURN_IF_ERROR(fileio::RenameAt(image->dir.get(), layout::MetaFile(m->uuid),
                                                  t.dirfd(), layout::MetaFile(m->uuid), true));
-            SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(image->dir.get(), "."));
+            barrier.Dir(image->dir.get(), layout::ImagePath(m->image));
         }
-        return Status::Ok();
+        barrier.Dir(t.dirfd(), t.RelPath(""));
+        return barrier.Sync();
     }();
     if (!status.ok())
         return run.Fail(status);
@@ -647,7 +666,12 @@ Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t ca
             if (err != 0)
                 return SizeError(err, rel);
         }
-        SDM_RETURN_IF_ERROR(Fsync(data->get(), rel));
+        Barrier barrier(sync_policy_);
+        if (m.format == VolumeFormat::kQcow2)
+            barrier.Data(data->get(), rel);
+        else
+            SDM_RETURN_IF_ERROR(barrier.InodeAt(image->dir.get(), m.uuid, rel));
+        SDM_RETURN_IF_ERROR(barrier.Sync());
 
         SDM_RETURN_IF_ERROR(run.Enter("resize.commit"));
         m.capacity = capacity;
@@ -659,10 +683,7 @@ Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t ca
 
     (void)run.Enter("resize.done");
     (void)run.tx()->Finish();
-    auto committed = ReadImage(m.image);
-    if (!committed.ok())
-        return run.Fail(committed.status());
-    return ToInfo(*committed, m);
+    return ToInfo(*image, m);
 }
 
 }  // namespace sdm

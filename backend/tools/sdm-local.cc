@@ -276,10 +276,10 @@ int Main(int argc, char **argv)
     if (command == "info") {
         const sdm::DomainInfo &info = d.info();
         printf("uuid:        %s\npath:        %s\nversion:     %u\nio_timeout:  %u\n"
-               "sector_size: %u\nalignment:   %llu\nlockspace:   %s\n",
+               "sector_size: %u\nalignment:   %llu\nlockspace:   %s\ndurability:  %s\n",
                info.uuid.c_str(), info.path.c_str(), info.version, info.io_timeout,
                info.sector_size, static_cast<unsigned long long>(info.alignment),
-               info.lockspace.c_str());
+               info.lockspace.c_str(), info.durability.c_str());
         return 0;
     }
     if (command == "create") {

@@ -27,6 +27,9 @@ struct FormatParams {
     uint64_t alignment = 1 << 20;    /* lease slot size in bytes */
 };
 
+/* How much fsync a commit takes; see backend/engine/durability.h. */
+enum class Durability { kAuto, kStrict, kOrdered };
+
 struct DomainOptions {
     uint32_t host_id = 1;            /* this host's id in the lockspace, 1..2000 */
     uint64_t generation = 0;         /* the host id's generation, recorded in markers */
@@ -34,6 +37,7 @@ struct DomainOptions {
     std::shared_ptr<LeaseManager> leases;
     /* How long a metadata operation waits for the domain lease and image locks. */
     std::chrono::milliseconds lock_timeout{30000};
+    Durability durability = Durability::kAuto;
 };
 
 struct DomainInfo {
@@ -44,6 +48,7 @@ struct DomainInfo {
     uint32_t sector_size = 0;
     uint64_t alignment = 0;
     std::string lockspace;           /* sanlock lockspace name */
+    std::string durability;          /* the sync policy in force and why, e.g. "ordered (XFS)" */
 };
 
 struct GcOptions {

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "backend/engine/layout.h"
 #include "backend/engine/local_lease.h"
 #include "backend/engine/metadata.h"
@@ -19,15 +21,16 @@ constexpr uint64_t kMiB = 1 << 20;
 
 class GcTest : public DomainTest {
 protected:
-    /* Plants tx/<txid>-<slot>/ with a marker and some garbage, as a dead owner leaves it. */
-    std::string PlantTransaction(uint64_t slot, const std::string &marker_text,
-                                 const std::string &garbage = "garbage")
+    /* Plants tx/<txid>-<slot>/ with a marker (its text, or `text` instead) and some
+     * garbage, as a dead owner leaves it. `slot` defaults to the marker's. */
+    std::string PlantTransaction(const meta::Marker &m, std::optional<std::string> text = {},
+                                 std::optional<uint64_t> slot = {})
     {
-        std::string dir = root_ + "/tx/" + layout::TxDirName(layout::NewUuid(), slot);
+        std::string dir = root_ + "/tx/" + layout::TxDirName(m.txid, slot.value_or(m.slot));
         EXPECT_EQ(mkdir(dir.c_str(), 0755), 0);
-        WriteFile(dir + "/marker", marker_text);
-        EXPECT_EQ(mkdir((dir + "/" + garbage).c_str(), 0755), 0);
-        WriteFile(dir + "/" + garbage + "/data", std::string(4096, 'x'));
+        WriteFile(dir + "/marker", text.value_or(meta::Encode(m)));
+        EXPECT_EQ(mkdir((dir + "/garbage").c_str(), 0755), 0);
+        WriteFile(dir + "/garbage/data", std::string(4096, 'x'));
         return dir;
     }
 
@@ -57,7 +60,7 @@ TEST_F(GcTest, CleanDomainHasNothingToDo)
 
 TEST_F(GcTest, CollectsAbandonedCreateAndFreesItsName)
 {
-    std::string dir = PlantTransaction(5, meta::Encode(CreateMarker(5, "half")));
+    std::string dir = PlantTransaction(CreateMarker(5, "half"));
     auto report = domain_->CollectGarbage();
     ASSERT_TRUE(report.ok());
     EXPECT_EQ(report->collected, 1u);
@@ -68,7 +71,7 @@ TEST_F(GcTest, CollectsAbandonedCreateAndFreesItsName)
 
 TEST_F(GcTest, ReservationOfAnAbandonedTransactionHoldsUntilCollected)
 {
-    PlantTransaction(5, meta::Encode(CreateMarker(5, "half")));
+    PlantTransaction(CreateMarker(5, "half"));
     auto r = domain_->CreateVolume({"half", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
     EXPECT_EQ(r.status().code(), ErrorCode::kAlreadyExists) << "its name is still reserved";
     auto other = domain_->CreateVolume({"other", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
@@ -80,7 +83,7 @@ TEST_F(GcTest, ReservationOfAnAbandonedTransactionHoldsUntilCollected)
 
 TEST_F(GcTest, LiveOwnerIsLeftAloneUntilItsLeaseIsFree)
 {
-    std::string dir = PlantTransaction(9, meta::Encode(CreateMarker(9, "live")));
+    std::string dir = PlantTransaction(CreateMarker(9, "live"));
     {
         LocalLeaseManager owner(root_ + "/leases", kMiB);
         auto lease = owner.Acquire(9, LeaseMode::kExclusive, std::chrono::milliseconds(0));
@@ -99,7 +102,7 @@ TEST_F(GcTest, LiveOwnerIsLeftAloneUntilItsLeaseIsFree)
 
 TEST_F(GcTest, OwnerKilledHoldingTheLeaseIsCollectedAfterDeath)
 {
-    std::string dir = PlantTransaction(3, meta::Encode(CreateMarker(3, "killed")));
+    std::string dir = PlantTransaction(CreateMarker(3, "killed"));
     int ready[2];
     ASSERT_EQ(pipe(ready), 0);
     pid_t child = fork();
@@ -125,8 +128,9 @@ TEST_F(GcTest, OwnerKilledHoldingTheLeaseIsCollectedAfterDeath)
 
 TEST_F(GcTest, TornMarkerMeansNothingOutsideTheDirectory)
 {
-    std::string text = meta::Encode(CreateMarker(4, "torn"));
-    std::string dir = PlantTransaction(4, text.substr(0, text.size() / 3));
+    meta::Marker m = CreateMarker(4, "torn");
+    std::string text = meta::Encode(m);
+    std::string dir = PlantTransaction(m, text.substr(0, text.size() / 3));
     auto report = domain_->CollectGarbage();
     ASSERT_TRUE(report.ok());
     EXPECT_EQ(report->collected, 1u);
@@ -136,7 +140,7 @@ TEST_F(GcTest, TornMarkerMeansNothingOutsideTheDirectory)
 
 TEST_F(GcTest, DryRunChangesNothing)
 {
-    std::string dir = PlantTransaction(6, meta::Encode(CreateMarker(6, "dry")));
+    std::string dir = PlantTransaction(CreateMarker(6, "dry"));
     GcOptions options;
     options.dry_run = true;
     auto report = domain_->CollectGarbage(options);
@@ -156,7 +160,7 @@ TEST_F(GcTest, LeavesAloneWhatItDoesNotUnderstand)
     hostile.op = meta::TxOp::kDelete;
     hostile.image = v.image;
     hostile.volume = v.uuid;
-    std::string dir = PlantTransaction(v.slot + 100, meta::Encode(hostile));
+    std::string dir = PlantTransaction(hostile, {}, v.slot + 100);
     auto report = domain_->CollectGarbage();
     ASSERT_TRUE(report.ok());
     EXPECT_EQ(report->collected, 0u);
@@ -172,7 +176,7 @@ TEST_F(GcTest, HostileCreateMarkerCannotIndexAForeignVolume)
     VolumeInfo v = MakeVolume("real", kMiB);
     meta::Marker m = CreateMarker(v.slot, "alias");
     m.image = v.image;  /* "committed": the image exists, but the volume is not the marker's */
-    std::string dir = PlantTransaction(v.slot, meta::Encode(m));
+    std::string dir = PlantTransaction(m);
     auto report = domain_->CollectGarbage();
     ASSERT_TRUE(report.ok());
     EXPECT_EQ(report->errors, 1u);
@@ -184,7 +188,7 @@ TEST_F(GcTest, SeveralCollectorsAtOnceCollectEachTransactionOnce)
 {
     std::vector<std::string> dirs;
     for (uint64_t slot = 10; slot < 60; slot++)
-        dirs.push_back(PlantTransaction(slot, meta::Encode(CreateMarker(slot, "v" + std::to_string(slot)))));
+        dirs.push_back(PlantTransaction(CreateMarker(slot, "v" + std::to_string(slot))));
     std::vector<pid_t> children;
     for (int i = 0; i < 4; i++) {
         pid_t pid = fork();
