@@ -78,18 +78,26 @@ Result<CheckReport> FileDomain::Check()
             problem(entry + _(": unexpected entry at the domain root"));
     }
 
-    std::map<std::string, std::string> by_name;   /* name -> index target */
-    std::map<uint64_t, std::string> by_slot;
+    /* Every index entry the committed volumes call for, with its target. */
+    std::map<std::string, std::string> expected_index;
+    std::vector<std::string> index_entries;
     auto images = fileio::ListDirAt(images_dir(), ".");
     if (!images.ok())
         return images.status();
-    for (const auto &uuid : *images) {
-        std::string where = layout::ImagePath(uuid);
-        if (!layout::IsUuid(uuid)) {
-            problem(where + _(": not an image (its name is not a UUID)"));
+    for (const auto &entry : *images) {
+        std::string where = std::string(layout::kImagesDir) + "/" + entry;
+        switch (layout::ClassifyImagesEntry(entry)) {
+        case layout::EntryKind::kImage:
+            break;
+        case layout::EntryKind::kName:
+        case layout::EntryKind::kSlot:
+            index_entries.push_back(entry);
+            continue;
+        case layout::EntryKind::kOther:
+            problem(where + _(": neither an image nor an index entry"));
             continue;
         }
-        auto image = ReadImage(uuid);
+        auto image = ReadImage(entry);
         if (!image.ok()) {
             problem(where + ": " + image.status().message());
             continue;
@@ -97,13 +105,13 @@ Result<CheckReport> FileDomain::Check()
         report.images++;
         for (const auto &bad : image->bad)
             problem(bad);
-        std::set<std::string> expected;
+        std::set<std::string> expected_files;
         for (const auto &v : image->volumes) {
             report.volumes++;
-            std::string vwhere = layout::VolumePath(uuid, v.uuid) + " ('" + v.name + "')";
-            std::string target = layout::IndexTarget(uuid, v.uuid);
-            expected.insert(v.uuid);
-            expected.insert(layout::MetaFile(v.uuid));
+            std::string vwhere = layout::VolumePath(entry, v.uuid) + " ('" + v.name + "')";
+            std::string target = layout::IndexTarget(entry, v.uuid);
+            expected_files.insert(v.uuid);
+            expected_files.insert(layout::MetaFile(v.uuid));
             struct stat st;
             if (fstatat(image->dir.get(), v.uuid.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
                 !S_ISREG(st.st_mode))
@@ -124,56 +132,39 @@ Result<CheckReport> FileDomain::Check()
                 }
                 at = p->parent;
             }
-            if (!by_name.emplace(v.name, target).second)
-                problem(vwhere + _(": name is used by another volume too"));
-            if (!by_slot.emplace(v.slot, target).second)
-                problem(vwhere + _(": lease slot ") + std::to_string(v.slot) +
-                        _(" is used by another volume too"));
-            if (ReadLink(names_dir(), v.name) != target && !pending.volumes.count(v.uuid))
-                problem(vwhere + _(": index entry names/") + v.name + _(" is missing or wrong"));
-            if (ReadLink(slots_dir(), layout::SlotName(v.slot)) != target &&
-                !pending.volumes.count(v.uuid))
-                problem(vwhere + _(": index entry slots/") + layout::SlotName(v.slot) +
-                        _(" is missing or wrong"));
+            for (const std::string &key : {layout::NameEntry(v.name), layout::SlotEntry(v.slot)}) {
+                if (!expected_index.emplace(key, target).second) {
+                    problem(vwhere + _(": index entry ") + key + _(" is claimed by another volume too"));
+                    continue;
+                }
+                if (ReadLink(images_dir(), key) != target && !pending.volumes.count(v.uuid))
+                    problem(vwhere + _(": index entry images/") + key + _(" is missing or wrong"));
+            }
         }
         auto files = fileio::ListDirAt(image->dir.get(), ".");
         if (!files.ok())
             continue;
         for (const auto &file : *files) {
-            if (expected.count(file))
+            if (expected_files.count(file))
                 continue;
-            if (pending.images.count(uuid) && pending.volumes.count(file.substr(0, 36)))
+            if (pending.images.count(entry) && pending.volumes.count(file.substr(0, 36)))
                 continue;
             problem(where + "/" + file + _(": stray file (no volume owns it)"));
         }
-        if (image->volumes.empty() && image->bad.empty() && !pending.images.count(uuid))
+        if (image->volumes.empty() && image->bad.empty() && !pending.images.count(entry))
             problem(where + _(": empty image directory"));
     }
 
-    auto check_index = [&](int dir, const char *label, auto committed_target) -> Status {
-        auto entries = fileio::ListDirAt(dir, ".");
-        if (!entries.ok())
-            return entries.status();
-        for (const auto &entry : *entries) {
-            std::string target = ReadLink(dir, entry);
-            auto ref = layout::ParseIndexTarget(target);
-            if (ref && (target == committed_target(entry) || pending.volumes.count(ref->volume)))
-                continue;
-            problem(std::string(label) + "/" + entry + _(": index entry names no committed volume"));
-        }
-        return Status::Ok();
-    };
-    auto lookup = [](const auto &map, const auto &key) {
-        auto it = map.find(key);
-        return it == map.end() ? std::string() : it->second;
-    };
-    SDM_RETURN_IF_ERROR(check_index(names_dir(), layout::kNamesDir, [&](const std::string &e) {
-        return lookup(by_name, e);
-    }));
-    SDM_RETURN_IF_ERROR(check_index(slots_dir(), layout::kSlotsDir, [&](const std::string &e) {
-        auto slot = layout::ParseSlotName(e);
-        return slot ? lookup(by_slot, *slot) : std::string();
-    }));
+    for (const auto &entry : index_entries) {
+        std::string target = ReadLink(images_dir(), entry);
+        auto ref = layout::ParseIndexTarget(target);
+        auto it = expected_index.find(entry);
+        if (ref && ((it != expected_index.end() && it->second == target) ||
+                    pending.volumes.count(ref->volume)))
+            continue;
+        problem(std::string(layout::kImagesDir) + "/" + entry +
+                _(": index entry names no committed volume"));
+    }
     return report;
 }
 

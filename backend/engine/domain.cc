@@ -171,8 +171,7 @@ Result<DomainInfo> Domain::Format(const std::string &path, const FormatParams &p
         return root.status();
     SDM_RETURN_IF_ERROR(CheckFormattable(root->get(), path));
 
-    for (const char *dir : {layout::kImagesDir, layout::kNamesDir, layout::kSlotsDir,
-                            layout::kTxDir}) {
+    for (const char *dir : {layout::kImagesDir, layout::kTxDir}) {
         if (mkdirat(root->get(), dir, 0755) != 0 && errno != EEXIST)
             return Status::FromErrno(errno, path + "/" + dir);
         SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(root->get(), dir));
@@ -215,10 +214,9 @@ Result<std::unique_ptr<Domain>> Domain::Open(const std::string &path, const Doma
     if (!meta.ok())
         return meta.status();
 
-    fileio::Fd dirs[4];
-    const char *names[4] = {layout::kImagesDir, layout::kNamesDir, layout::kSlotsDir,
-                            layout::kTxDir};
-    for (int i = 0; i < 4; i++) {
+    fileio::Fd dirs[2];
+    const char *names[2] = {layout::kImagesDir, layout::kTxDir};
+    for (int i = 0; i < 2; i++) {
         auto dir = fileio::OpenDirAt(root->get(), names[i]);
         if (!dir.ok())
             return Status::Error(ErrorCode::kCorrupt,
@@ -237,16 +235,15 @@ Result<std::unique_ptr<Domain>> Domain::Open(const std::string &path, const Doma
     info.alignment = meta->alignment;
     info.lockspace = meta->lockspace;
     auto domain = std::make_unique<FileDomain>(info, std::move(*root), std::move(dirs[0]),
-                                               std::move(dirs[1]), std::move(dirs[2]),
-                                               std::move(dirs[3]), options);
+                                               std::move(dirs[1]), options);
     std::unique_ptr<Domain> result(std::move(domain));
     return result;
 }
 
-FileDomain::FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, fileio::Fd names,
-                       fileio::Fd slots, fileio::Fd tx, const DomainOptions &options)
+FileDomain::FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, fileio::Fd tx,
+                       const DomainOptions &options)
     : info_(std::move(info)), root_(std::move(root)), images_(std::move(images)),
-      names_(std::move(names)), slots_(std::move(slots)), tx_(std::move(tx)),
+      tx_(std::move(tx)),
       options_(options), sync_policy_(ResolveSyncPolicy(root_.get(), options.durability,
                                                         &info_.durability)),
       leases_(options.leases ? options.leases
@@ -349,18 +346,19 @@ VolumeInfo FileDomain::ToInfo(const Image &image, const meta::VolumeMeta &m)
 Result<VolumeInfo> FileDomain::Resolve(const std::string &name, Image *image_out)
 {
     SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    std::string entry = layout::NameEntry(name);
     char target[256];
-    ssize_t n = readlinkat(names_.get(), name.c_str(), target, sizeof(target) - 1);
+    ssize_t n = readlinkat(images_.get(), entry.c_str(), target, sizeof(target) - 1);
     if (n < 0) {
         if (errno == ENOENT)
             return Status::Error(ErrorCode::kNotFound,
                                  _("no volume named '") + name + _("' in domain ") + info_.uuid);
-        return Status::FromErrno(errno, std::string(layout::kNamesDir) + "/" + name);
+        return Status::FromErrno(errno, std::string(layout::kImagesDir) + "/" + entry);
     }
     auto ref = layout::ParseIndexTarget(std::string(target, n));
     if (!ref)
         return Status::Error(ErrorCode::kCorrupt,
-                             std::string(layout::kNamesDir) + "/" + name +
+                             std::string(layout::kImagesDir) + "/" + entry +
                                  _(" is not a valid index entry; run check"));
     auto image = ReadImage(ref->image);
     if (!image.ok())
@@ -430,13 +428,13 @@ private:
 
 Status FileDomain::LoadUsedSlots()
 {
-    auto entries = fileio::ListDirAt(slots_.get(), ".");
+    auto entries = fileio::ListDirAt(images_.get(), ".");
     if (!entries.ok())
         return entries.status();
     used_slots_.clear();
     for (const auto &entry : *entries)
-        if (auto slot = layout::ParseSlotName(entry))
-            used_slots_.insert(*slot);
+        if (layout::ClassifyImagesEntry(entry) == layout::EntryKind::kSlot)
+            used_slots_.insert(*layout::ParseSlotName(entry));
     return Status::Ok();
 }
 
@@ -477,7 +475,7 @@ Status FileDomain::Reserve(const std::string &name, uint64_t *slot)
                              _("a volume named '") + name +
                                  _("' is being created by an unfinished operation; wait for it "
                                    "or run gc, or choose another name"));
-    else if (fstatat(names_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+    else if (fstatat(images_.get(), layout::NameEntry(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
         return Status::Error(ErrorCode::kAlreadyExists,
                              _("a volume named '") + name + _("' already exists; choose another "
                                                                "name or delete it first"));
@@ -487,7 +485,7 @@ Status FileDomain::Reserve(const std::string &name, uint64_t *slot)
         uint64_t s = layout::kFirstVolumeSlot + (slot_hint_ - layout::kFirstVolumeSlot + i) % range;
         if (used_slots_.count(s) || reserved_slots_.count(s) || pending_slots.count(s))
             continue;
-        if (fstatat(slots_.get(), layout::SlotName(s).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (fstatat(images_.get(), layout::SlotEntry(s).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
             used_slots_.insert(s); /* taken since the last LoadUsedSlots */
             continue;
         }
@@ -530,19 +528,18 @@ void FileDomain::RemoveOwnTransaction(const std::string &dir_name)
 
 /* --- the index --- */
 
-static Status LinkIndex(int dir, const char *dir_label, const std::string &entry,
-                        const std::string &target)
+static Status LinkIndex(int dir, const std::string &entry, const std::string &target)
 {
     if (symlinkat(target.c_str(), dir, entry.c_str()) == 0)
         return Status::Ok();
     if (errno != EEXIST)
-        return Status::FromErrno(errno, std::string(dir_label) + "/" + entry);
+        return Status::FromErrno(errno, std::string(layout::kImagesDir) + "/" + entry);
     char existing[256];
     ssize_t n = readlinkat(dir, entry.c_str(), existing, sizeof(existing) - 1);
     if (n >= 0 && std::string(existing, n) == target)
         return Status::Ok();
     return Status::Error(ErrorCode::kAlreadyExists,
-                         std::string(dir_label) + "/" + entry +
+                         std::string(layout::kImagesDir) + "/" + entry +
                              _(" already names another volume; run check"));
 }
 
@@ -561,8 +558,8 @@ Status FileDomain::AddIndex(const std::string &name, uint64_t slot, const std::s
                             const std::string &volume)
 {
     std::string target = layout::IndexTarget(image, volume);
-    SDM_RETURN_IF_ERROR(LinkIndex(slots_.get(), layout::kSlotsDir, layout::SlotName(slot), target));
-    SDM_RETURN_IF_ERROR(LinkIndex(names_.get(), layout::kNamesDir, name, target));
+    SDM_RETURN_IF_ERROR(LinkIndex(images_.get(), layout::SlotEntry(slot), target));
+    SDM_RETURN_IF_ERROR(LinkIndex(images_.get(), layout::NameEntry(name), target));
     AllocatorGuard guard(alloc_mutex_);
     used_slots_.insert(slot);
     return Status::Ok();
@@ -572,8 +569,8 @@ Status FileDomain::RemoveIndex(const std::string &name, uint64_t slot, const std
                                const std::string &volume)
 {
     std::string target = layout::IndexTarget(image, volume);
-    SDM_RETURN_IF_ERROR(UnlinkIndex(names_.get(), name, target));
-    SDM_RETURN_IF_ERROR(UnlinkIndex(slots_.get(), layout::SlotName(slot), target));
+    SDM_RETURN_IF_ERROR(UnlinkIndex(images_.get(), layout::NameEntry(name), target));
+    SDM_RETURN_IF_ERROR(UnlinkIndex(images_.get(), layout::SlotEntry(slot), target));
     AllocatorGuard guard(alloc_mutex_);
     used_slots_.erase(slot);
     slot_hint_ = std::min(slot_hint_, slot); /* keep the lease area compact */
@@ -583,9 +580,9 @@ Status FileDomain::RemoveIndex(const std::string &name, uint64_t slot, const std
 Status FileDomain::SyncNamespace(int committed_dir, const std::string &what)
 {
     Barrier barrier(sync_policy_);
-    barrier.Dir(committed_dir, what);
-    barrier.Dir(slots_.get(), layout::kSlotsDir);
-    barrier.Dir(names_.get(), layout::kNamesDir); /* AddIndex links slots/ first */
+    if (committed_dir != images_.get())
+        barrier.Dir(committed_dir, what);
+    barrier.Dir(images_.get(), layout::kImagesDir); /* the index, changed last */
     return barrier.Sync();
 }
 

@@ -59,8 +59,8 @@ private:
 
 class FileDomain : public Domain {
 public:
-    FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, fileio::Fd names,
-               fileio::Fd slots, fileio::Fd tx, const DomainOptions &options);
+    FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, fileio::Fd tx,
+               const DomainOptions &options);
 
     const DomainInfo &info() const override { return info_; }
     Result<VolumeInfo> CreateVolume(const CreateParams &params, OpObserver *observer) override;
@@ -76,8 +76,6 @@ public:
     /* --- for the engine's own modules --- */
     int root() const { return root_.get(); }
     int images_dir() const { return images_.get(); }
-    int names_dir() const { return names_.get(); }
-    int slots_dir() const { return slots_.get(); }
     int tx_dir() const { return tx_.get(); }
     const std::string &path() const { return info_.path; }
     std::string AbsPath(const std::string &rel) const { return info_.path + "/" + rel; }
@@ -115,28 +113,26 @@ public:
     void AddOwnTransaction(const std::string &dir_name);
     void RemoveOwnTransaction(const std::string &dir_name);
 
-    /* Index entries (names/, slots/): create pointing at image/volume, or remove if they
-     * point there. Both idempotent. */
+    /* Index entries (name and slot, in images/): create pointing at image/volume, or
+     * remove if they point there. Both idempotent. */
     Status AddIndex(const std::string &name, uint64_t slot, const std::string &image,
                     const std::string &volume);
     Status RemoveIndex(const std::string &name, uint64_t slot, const std::string &image,
                        const std::string &volume);
     /* Makes a commit into `committed_dir` (images/ or an image's directory) and the index
-     * entries made after it durable. */
+     * entries made after it durable: with the index in images/, one or two fsyncs. */
     Status SyncNamespace(int committed_dir, const std::string &what);
 
     Result<DomainLease::Ref> AcquireDomainLease();
 
 private:
-    /* Reads slots/ into used_slots_; the allocator's lock is held. The cache may go stale
+    /* Reads the slot index into used_slots_; the allocator's lock is held. It may go stale
      * (other hosts create and delete); the allocator checks each candidate on storage. */
     Status LoadUsedSlots();
 
     DomainInfo info_;
     fileio::Fd root_;
     fileio::Fd images_;
-    fileio::Fd names_;
-    fileio::Fd slots_;
     fileio::Fd tx_;
     DomainOptions options_;
     SyncPolicy sync_policy_;
@@ -147,7 +143,7 @@ private:
     std::mutex alloc_mutex_;               /* guards everything below; see Reserve */
     std::set<std::string> reserved_names_;
     std::set<uint64_t> reserved_slots_;
-    std::set<uint64_t> used_slots_;        /* slots/ as last read, plus what we indexed */
+    std::set<uint64_t> used_slots_;        /* slot index as last read, plus what we indexed */
     bool slots_loaded_ = false;
     uint64_t slot_hint_ = 1;               /* where the next slot search starts */
     std::set<std::string> own_transactions_;

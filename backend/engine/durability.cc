@@ -114,6 +114,10 @@ void Barrier::Data(int fd, std::string what)
 
 Status Barrier::DataAt(int dirfd, const std::string &name, std::string what)
 {
+    if (policy_ == SyncPolicy::kStrict) {
+        Dir(dirfd, std::move(what)); /* syncfs needs no descriptor of the file itself */
+        return Status::Ok();
+    }
     auto fd = fileio::OpenAt(dirfd, name, O_RDONLY);
     if (!fd.ok())
         return fd.status();
@@ -122,13 +126,9 @@ Status Barrier::DataAt(int dirfd, const std::string &name, std::string what)
     return Status::Ok();
 }
 
-Status Barrier::InodeAt(int dirfd, const std::string &name, std::string what)
+void Barrier::Inode(int dirfd, std::string what)
 {
-    if (policy_ != SyncPolicy::kStrict) {
-        entries_.push_back({dirfd, std::move(what), false});
-        return Status::Ok();
-    }
-    return DataAt(dirfd, name, std::move(what));
+    entries_.push_back({dirfd, std::move(what), false});
 }
 
 void Barrier::Dir(int fd, std::string what)
@@ -138,19 +138,27 @@ void Barrier::Dir(int fd, std::string what)
 
 Status Barrier::Sync()
 {
-    bool synced_any = false;
     Status status;
-    for (const auto &e : entries_) {
-        if (!e.always && policy_ != SyncPolicy::kStrict)
-            continue;
-        status = fileio::FsyncFd(e.fd, e.what);
-        if (!status.ok())
-            break;
-        synced_any = true;
+    if (entries_.empty()) {
+        /* nothing registered */
+    } else if (policy_ == SyncPolicy::kStrict) {
+        if (syncfs(entries_.front().fd) != 0)
+            status = Status::FromErrno(errno, _("cannot sync the filesystem of ") +
+                                                  entries_.front().what);
+    } else {
+        bool synced_any = false;
+        for (const auto &e : entries_) {
+            if (!e.always)
+                continue;
+            status = fileio::FsyncFd(e.fd, e.what);
+            if (!status.ok())
+                break;
+            synced_any = true;
+        }
+        /* Nothing written: one fsync still commits the journal with every earlier change. */
+        if (status.ok() && !synced_any)
+            status = fileio::FsyncFd(entries_.back().fd, entries_.back().what);
     }
-    /* Ordered, and nothing written: one fsync still commits the journal. */
-    if (status.ok() && !synced_any && !entries_.empty())
-        status = fileio::FsyncFd(entries_.back().fd, entries_.back().what);
     entries_.clear();
     owned_.clear();
     return status;

@@ -86,7 +86,7 @@ Result<GcReport> FileDomain::CollectGarbage(const GcOptions &options)
         }
         std::string what = now.marker ? std::string(meta::TxOpName(now.marker->op)) + " '" +
                                             now.marker->name + "'"
-                                      : _("unreadable marker (") + now.problem + ")";
+                                      : "(" + now.problem + ")";
         if (now.derived)
             what += _(" (marker rebuilt from the committed image)");
         if (options.dry_run) {

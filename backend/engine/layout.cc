@@ -100,19 +100,43 @@ std::optional<TxName> ParseTxDirName(const std::string &name)
     return TxName{txid, *slot};
 }
 
+std::string NameEntry(const std::string &name)
+{
+    /* '@' + name fits NAME_MAX for every name but the longest; those go by digest. */
+    if (name.size() < kMaxNameBytes)
+        return "@" + name;
+    gchar *digest = g_compute_checksum_for_data(
+        G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(name.data()), name.size());
+    std::string entry = std::string("#") + digest;
+    g_free(digest);
+    return entry;
+}
+
+std::string SlotEntry(uint64_t slot) { return SlotName(slot); }
+
+EntryKind ClassifyImagesEntry(const std::string &entry)
+{
+    if (IsUuid(entry))
+        return EntryKind::kImage;
+    if (!entry.empty() && (entry[0] == '@' || entry[0] == '#'))
+        return EntryKind::kName;
+    if (ParseSlotName(entry))
+        return EntryKind::kSlot;
+    return EntryKind::kOther;
+}
+
 std::string IndexTarget(const std::string &image, const std::string &volume)
 {
-    return "../" + VolumePath(image, volume);
+    return image + "/" + volume;
 }
 
 std::optional<VolumeRef> ParseIndexTarget(const std::string &target)
 {
-    static const std::string prefix = std::string("../") + kImagesDir + "/";
-    if (target.size() != prefix.size() + 36 + 1 + 36 || target.compare(0, prefix.size(), prefix))
+    if (target.size() != 36 + 1 + 36 || target[36] != '/')
         return std::nullopt;
-    std::string image = target.substr(prefix.size(), 36);
-    std::string volume = target.substr(prefix.size() + 37);
-    if (target[prefix.size() + 36] != '/' || !IsUuid(image) || !IsUuid(volume))
+    std::string image = target.substr(0, 36);
+    std::string volume = target.substr(37);
+    if (!IsUuid(image) || !IsUuid(volume))
         return std::nullopt;
     return VolumeRef{image, volume};
 }

@@ -5,13 +5,16 @@
  *     <root>/leases                      lease area: slot 0 the domain lease, 1.. volumes
  *     <root>/images/<image>/<volume>     volume data (raw or qcow2)
  *     <root>/images/<image>/<volume>.meta  volume metadata
- *     <root>/names/<volume name>         symlink -> ../images/<image>/<volume>   (index)
- *     <root>/slots/<slot>                symlink -> ../images/<image>/<volume>   (index)
+ *     <root>/images/@<volume name>       name index: symlink -> <image>/<volume>
+ *     <root>/images/#<sha256 of name>    the same, for a name too long for the '@' form
+ *     <root>/images/<slot>               slot index: symlink -> <image>/<volume>
  *     <root>/tx/<txid>-<slot>/           a transaction: its marker and its garbage
  *     <root>/tx/<txid>-<slot>/marker
  *
- * The index symlinks are read with readlink and never followed. docs/on-storage-format.md
- * is the prose version of this file. Pure functions; thread-safe. */
+ * The index lives in images/ beside the images so that one fsync of images/ makes a commit
+ * and its index durable. Index symlinks are read with readlink and never followed by the
+ * engine. docs/on-storage-format.md is the prose version of this file. Pure functions;
+ * thread-safe. */
 #pragma once
 
 #include <cstdint>
@@ -26,8 +29,6 @@ inline constexpr char kDomainMeta[] = "domain.meta";
 inline constexpr char kIds[] = "ids";
 inline constexpr char kLeases[] = "leases";
 inline constexpr char kImagesDir[] = "images";
-inline constexpr char kNamesDir[] = "names";
-inline constexpr char kSlotsDir[] = "slots";
 inline constexpr char kTxDir[] = "tx";
 inline constexpr char kMarker[] = "marker";
 inline constexpr char kTempSuffix[] = ".tmp";
@@ -38,8 +39,7 @@ inline constexpr uint64_t kMaxSlot = 1u << 20;
 inline constexpr size_t kMaxNameBytes = 255;
 
 /* The entries a freshly formatted domain holds, in the order Format creates them. */
-inline constexpr const char *kSkeleton[] = {kImagesDir, kNamesDir, kSlotsDir, kTxDir,
-                                            kIds, kLeases};
+inline constexpr const char *kSkeleton[] = {kImagesDir, kTxDir, kIds, kLeases};
 
 std::string NewUuid();
 /* Lower-case canonical 8-4-4-4-12 UUID. */
@@ -64,7 +64,13 @@ std::optional<TxName> ParseTxDirName(const std::string &name);
 std::string SlotName(uint64_t slot);                      /* decimal, no leading zeros */
 std::optional<uint64_t> ParseSlotName(const std::string &name);
 
-/* Target of the names/ and slots/ index symlinks. */
+/* Index entries in images/: a volume name's, a lease slot's, and what an entry is. */
+std::string NameEntry(const std::string &name);
+std::string SlotEntry(uint64_t slot);
+enum class EntryKind { kImage, kName, kSlot, kOther };
+EntryKind ClassifyImagesEntry(const std::string &entry);
+
+/* Target of the index symlinks, relative to images/: "<image>/<volume>". */
 std::string IndexTarget(const std::string &image, const std::string &volume);
 struct VolumeRef {
     std::string image;

@@ -72,8 +72,14 @@ Result<Transaction> Transaction::Begin(FileDomain &domain, const meta::Marker &m
     if (!dir.ok())
         return dir.status();
     tx.dir_ = std::move(*dir);
-    /* Not synced: until MakeDurable nothing outside this directory exists, and a reader
-     * acts on a marker only while holding its lease, which the owner holds now. */
+    /* The directory is the marker; the file describes it. A create of a new image needs
+     * no description: the directory's name names the image and the lease, and the image
+     * inside names the rest (ReadTransaction). Writing it would cost a data block per
+     * create. The file is not synced here: until MakeDurable nothing outside this
+     * directory exists, and a reader acts on it only while holding the lease, which the
+     * owner holds now. */
+    if (marker.op == meta::TxOp::kCreate && marker.new_image)
+        return tx;
     SDM_RETURN_IF_ERROR(fileio::WriteFileAt(tx.dir_.get(), layout::kMarker, meta::Encode(marker)));
     return tx;
 }
@@ -226,7 +232,9 @@ TxRead ReadTransaction(FileDomain &domain, const std::string &dir_name, const la
                                                             dir_name + "/" + layout::kMarker)
                             : Result<meta::Marker>(text.status());
     if (!marker.ok()) {
-        read.problem = marker.status().message();
+        read.problem = marker.status().code() == ErrorCode::kNotFound
+                           ? _("no marker file: a new image's create")
+                           : marker.status().message();
         read.marker = DeriveMarker(domain, name);
         read.derived = read.marker.has_value();
         return read;

@@ -2,9 +2,10 @@
  *
  * A Transaction is the on-storage life of one metadata operation:
  *
- *   Begin        mkdir tx/<txid>-<slot>/ and write its marker (not yet durable). The slot
- *                in the directory's name is the protecting lease, so even a torn marker
- *                tells the collector which lease to probe.
+ *   Begin        mkdir tx/<txid>-<slot>/ - the marker - and write the file describing it
+ *                (not yet durable; a new image's create writes none). The slot in the
+ *                directory's name is the protecting lease, so even a torn or missing
+ *                description tells the collector which lease to probe.
  *   (garbage)    the operation builds its new objects inside the transaction directory.
  *   MakeDurable  fsync marker, directory and tx/. Only after this may the operation touch
  *                anything outside its directory; so a transaction whose marker is unreadable

@@ -354,7 +354,7 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
         if (m.format == VolumeFormat::kQcow2)
             SDM_RETURN_IF_ERROR(barrier.DataAt(work_fd, m.uuid, work_rel + "/" + m.uuid));
         else
-            SDM_RETURN_IF_ERROR(barrier.InodeAt(work_fd, m.uuid, work_rel + "/" + m.uuid));
+            barrier.Inode(work_fd, work_rel + "/" + m.uuid);
         SDM_RETURN_IF_ERROR(barrier.Sync());
         if (new_image)
             return CommitNewImage(*this, run, m, "create.commit", "create.index");
@@ -670,7 +670,7 @@ Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t ca
         if (m.format == VolumeFormat::kQcow2)
             barrier.Data(data->get(), rel);
         else
-            SDM_RETURN_IF_ERROR(barrier.InodeAt(image->dir.get(), m.uuid, rel));
+            barrier.Inode(image->dir.get(), rel);
         SDM_RETURN_IF_ERROR(barrier.Sync());
 
         SDM_RETURN_IF_ERROR(run.Enter("resize.commit"));

@@ -77,8 +77,8 @@ TEST_F(CheckTest, TruncatedMetadata)
 TEST_F(CheckTest, DanglingIndexEntry)
 {
     ASSERT_EQ(symlink(layout::IndexTarget(layout::NewUuid(), layout::NewUuid()).c_str(),
-                      (root_ + "/names/ghost").c_str()), 0);
-    ExpectProblem("names/ghost");
+                      (root_ + "/images/@ghost").c_str()), 0);
+    ExpectProblem("images/@ghost");
 }
 
 TEST_F(CheckTest, CommittedIllegalVolumeWithoutTransaction)
@@ -99,6 +99,10 @@ TEST_F(CheckTest, UnexpectedRootEntryAndNonUuidImage)
     ASSERT_EQ(unlink((root_ + "/notes.txt").c_str()), 0);
     ASSERT_EQ(mkdir((root_ + "/images/not-a-uuid").c_str(), 0755), 0);
     ExpectProblem("not-a-uuid");
+    ASSERT_EQ(rmdir((root_ + "/images/not-a-uuid").c_str()), 0);
+    VolumeInfo v = MakeVolume("a", kMiB);
+    ASSERT_EQ(unlink((root_ + "/images/" + std::to_string(v.slot)).c_str()), 0);
+    ExpectProblem("is missing or wrong");
 }
 
 }  // namespace

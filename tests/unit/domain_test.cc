@@ -61,7 +61,7 @@ TEST(FormatTest, FormatsEmptyDirectoryAndOpens)
     auto info = Domain::Format(tmp.path(), FormatParams{});
     ASSERT_TRUE(info.ok()) << info.status().ToString();
     EXPECT_TRUE(layout::IsUuid(info->uuid));
-    for (const char *entry : {"domain.meta", "images", "names", "slots", "tx", "ids", "leases"})
+    for (const char *entry : {"domain.meta", "images", "tx", "ids", "leases"})
         EXPECT_TRUE(Exists(tmp.Sub(entry))) << entry;
     auto domain = Domain::Open(tmp.path());
     ASSERT_TRUE(domain.ok()) << domain.status().ToString();
@@ -155,8 +155,13 @@ TEST_F(DomainTest, CreateRawSparse)
     EXPECT_LT(AllocatedBytes(v->path), kMiB) << "sparse";
     EXPECT_EQ(st.st_mode & 0777, 0660u);
     EXPECT_EQ(v->path, root_ + "/images/" + v->image + "/" + v->uuid);
-    EXPECT_TRUE(Exists(root_ + "/names/disk one"));
-    EXPECT_TRUE(Exists(root_ + "/slots/" + std::to_string(v->slot)));
+    EXPECT_TRUE(Exists(root_ + "/images/@disk one"));
+    EXPECT_TRUE(Exists(root_ + "/images/" + std::to_string(v->slot)));
+    char *resolved = realpath((root_ + "/images/@disk one").c_str(), nullptr);
+    ASSERT_NE(resolved, nullptr);
+    EXPECT_EQ(std::string(resolved), v->path)
+        << "the index entry is a working relative link for administrators";
+    free(resolved);
     std::vector<std::string> expected = {"create.begin", "create.marker", "create.image-dir",
                                          "create.metadata", "create.lease-area", "create.data",
                                          "create.durable", "create.commit", "create.index",
@@ -354,8 +359,8 @@ TEST_F(DomainTest, DeleteRemovesEverythingAndFreesNameAndSlot)
     std::string keep_sum = FileSha256(keep.path);
     ASSERT_TRUE(domain_->DeleteVolume("victim").ok());
     EXPECT_FALSE(Exists(root_ + "/images/" + v.image));
-    EXPECT_FALSE(Exists(root_ + "/names/victim"));
-    EXPECT_FALSE(Exists(root_ + "/slots/" + std::to_string(v.slot)));
+    EXPECT_FALSE(Exists(root_ + "/images/@victim"));
+    EXPECT_FALSE(Exists(root_ + "/images/" + std::to_string(v.slot)));
     EXPECT_EQ(domain_->LookupVolume("victim").status().code(), ErrorCode::kNotFound);
     EXPECT_EQ(FileSha256(keep.path), keep_sum);
     Status again = domain_->DeleteVolume("victim");
@@ -458,7 +463,7 @@ TEST_F(DomainTest, PlantedSymlinksAreNeverFollowed)
     VolumeInfo v = MakeVolume("victim", kMiB);
     TempDir outside;
     WriteFile(outside.Sub("secret"), "secret");
-    ASSERT_EQ(symlink(outside.Sub("secret").c_str(), (root_ + "/names/evil").c_str()), 0);
+    ASSERT_EQ(symlink(outside.Sub("secret").c_str(), (root_ + "/images/@evil").c_str()), 0);
     auto evil = domain_->LookupVolume("evil");
     ASSERT_FALSE(evil.ok());
     EXPECT_EQ(evil.status().code(), ErrorCode::kCorrupt);

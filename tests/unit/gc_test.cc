@@ -81,6 +81,28 @@ TEST_F(GcTest, ReservationOfAnAbandonedTransactionHoldsUntilCollected)
     EXPECT_TRUE(domain_->CreateVolume({"half", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""}).ok());
 }
 
+TEST_F(GcTest, CommittedCreateWithoutMarkerIsCompletedFromItsImage)
+{
+    /* A create of a new image writes no marker file: killed after its commit and before
+     * its index, it leaves tx/<image>-<slot>/ and an unindexed image. */
+    VolumeInfo v = MakeVolume("committed", kMiB);
+    ASSERT_EQ(unlink((root_ + "/images/@committed").c_str()), 0);
+    ASSERT_EQ(unlink((root_ + "/images/" + std::to_string(v.slot)).c_str()), 0);
+    std::string dir = root_ + "/tx/" + layout::TxDirName(v.image, v.slot);
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    EXPECT_EQ(domain_->CreateVolume({"committed", kMiB, VolumeFormat::kRaw,
+                                     Preallocation::kSparse, ""}).status().code(),
+              ErrorCode::kAlreadyExists) << "its name stays reserved until it is completed";
+    auto report = domain_->CollectGarbage();
+    ASSERT_TRUE(report.ok());
+    EXPECT_EQ(report->rolled_forward, 1u) << ::testing::PrintToString(report->lines);
+    EXPECT_FALSE(Exists(dir));
+    auto found = domain_->LookupVolume("committed");
+    ASSERT_TRUE(found.ok()) << found.status().ToString();
+    EXPECT_EQ(found->uuid, v.uuid);
+    ExpectClean();
+}
+
 TEST_F(GcTest, LiveOwnerIsLeftAloneUntilItsLeaseIsFree)
 {
     std::string dir = PlantTransaction(CreateMarker(9, "live"));
@@ -180,7 +202,7 @@ TEST_F(GcTest, HostileCreateMarkerCannotIndexAForeignVolume)
     auto report = domain_->CollectGarbage();
     ASSERT_TRUE(report.ok());
     EXPECT_EQ(report->errors, 1u);
-    EXPECT_FALSE(Exists(root_ + "/names/alias"));
+    EXPECT_FALSE(Exists(root_ + "/images/@alias"));
     EXPECT_TRUE(domain_->LookupVolume("real").ok());
 }
 

@@ -60,8 +60,24 @@ TEST(LayoutTest, IndexTargetsRoundTripAndRejectEscapes)
     EXPECT_EQ(ref->image, image);
     EXPECT_EQ(ref->volume, volume);
     EXPECT_FALSE(ParseIndexTarget("/etc/passwd"));
-    EXPECT_FALSE(ParseIndexTarget("../../" + image + "/" + volume));
-    EXPECT_FALSE(ParseIndexTarget("../images/" + image + "/../" + volume.substr(3)));
+    EXPECT_FALSE(ParseIndexTarget("../" + image + "/" + volume));
+    EXPECT_FALSE(ParseIndexTarget(image + "/../" + volume.substr(3)));
+    EXPECT_FALSE(ParseIndexTarget("/" + image.substr(1) + "/" + volume));
+}
+
+TEST(LayoutTest, IndexEntriesNeverCollideWithImagesOrEachOther)
+{
+    EXPECT_EQ(NameEntry("disk"), "@disk");
+    std::string longest(255, 'x');
+    EXPECT_EQ(NameEntry(longest).size(), 65u) << "'#' + a SHA-256 digest";
+    EXPECT_NE(NameEntry(longest), NameEntry(std::string(255, 'y')));
+    EXPECT_LE(NameEntry(std::string(254, 'x')).size(), 255u);
+    EXPECT_EQ(ClassifyImagesEntry(NewUuid()), EntryKind::kImage);
+    EXPECT_EQ(ClassifyImagesEntry(NameEntry("123")), EntryKind::kName);
+    EXPECT_EQ(ClassifyImagesEntry(NameEntry(NewUuid())), EntryKind::kName);
+    EXPECT_EQ(ClassifyImagesEntry(NameEntry(longest)), EntryKind::kName);
+    EXPECT_EQ(ClassifyImagesEntry(SlotEntry(42)), EntryKind::kSlot);
+    EXPECT_EQ(ClassifyImagesEntry("stray.txt"), EntryKind::kOther);
 }
 
 TEST(LayoutTest, SlotNamesAreCanonicalDecimal)
