@@ -1,8 +1,11 @@
 /* Raw-to-raw sparse copy; see copy.h for the contract. One pass maps the source's data
- * extents (so progress has a total), then each extent is copied by the best mechanism the
- * filesystem accepts: reflink, else copy_file_range, else read/write. A mechanism the
- * filesystem refuses is remembered for the rest of the copy. Each call keeps its state in
- * a Copier on its own stack, so concurrent copies share nothing: thread-safe. */
+ * extents (so progress has a total) and cuts them into pieces; a few threads then copy
+ * pieces by the best mechanism the filesystem accepts: reflink, else copy_file_range, else
+ * read/write. Several requests in flight keep a virtual disk busier than one (measured:
+ * 2 GiB holding 1 GiB, 4 threads 0.95 s against 1.0-1.4 s for one). A mechanism the
+ * filesystem refuses is remembered by the thread that met the refusal. Only the calling
+ * thread talks to the observer. Each call keeps its state on its own stack, so concurrent
+ * copies share nothing: thread-safe. */
 #include "backend/engine/copy.h"
 
 #include <fcntl.h>
@@ -14,6 +17,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -21,6 +28,7 @@
 #include <vector>
 
 #include "backend/engine/copy_internal.h"
+#include "backend/engine/fileio.h"
 #include "backend/engine/i18n.h"
 
 namespace sdm::copy {
@@ -37,9 +45,10 @@ constexpr size_t kBufferSize = 2u << 20;
 /* The smallest block a filesystem leaves unallocated; kBufferSize is a multiple of it. */
 constexpr size_t kZeroBlock = 4096;
 constexpr uint64_t kProgressInterval = 64ull << 20;
-/* The caller fsyncs the copy; starting writeback as the data is written lets the disk work
- * while the copy runs, instead of all of it waiting for that fsync. */
-constexpr uint64_t kWritebackInterval = 64ull << 20;
+/* Pieces handed to the copy threads: large enough to keep per-piece work negligible,
+ * small enough that the threads finish together. Block aligned, for reflink. */
+constexpr uint64_t kPiece = 32ull << 20;
+constexpr unsigned kCopyThreads = 4;
 
 constexpr std::array<const char *, 3> kMethodNames = {"reflink", "copy_file_range",
                                                       "read-write"};
@@ -134,18 +143,61 @@ bool CopyFileRangeUnsupported(int err)
     return err == EOPNOTSUPP || err == EXDEV || err == EINVAL || err == ENOSYS;
 }
 
+/* What the copy threads share: the pieces, the bytes done, the first error. */
+struct Shared {
+    std::vector<Extent> pieces;
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> done{0};
+    std::atomic<bool> stop{false};
+    std::atomic<unsigned> running{0}; /* copy threads other than the caller's */
+    std::mutex mutex;
+    Status error; /* guarded by mutex */
+    std::array<std::atomic<uint64_t>, 3> copied = {};
+
+    void Fail(const Status &status)
+    {
+        std::lock_guard lock(mutex);
+        if (error.ok())
+            error = status;
+        stop = true;
+    }
+};
+
+/* One copy thread's state. The reporter (the calling thread) also reports progress and
+ * notices a cancel; the others only copy. */
 class Copier {
 public:
     Copier(int src, int dst, Method first, OpObserver *observer, uint64_t total,
-           uint64_t block)
+           uint64_t block, Shared &shared)
         : src_(src), dst_(dst), method_(first), observer_(observer), total_(total),
-          block_(block) {}
+          block_(block), shared_(shared) {}
 
     Status Start()
     {
         if (observer_)
             observer_->OnProgress(0, total_);
         return CheckCancel();
+    }
+
+    /* Copies pieces until none is left or the copy stops. */
+    void Run()
+    {
+        while (!shared_.stop) {
+            size_t i = shared_.next++;
+            if (i >= shared_.pieces.size())
+                return;
+            const Extent &piece = shared_.pieces[i];
+            Status status = CopyExtent(piece);
+            if (!status.ok()) {
+                shared_.Fail(status);
+                return;
+            }
+            if (method_ != Method::kReflink)
+                /* Only a hint: an I/O error it would meet is reported by the caller's
+                 * fsync. Writeback started now overlaps with the rest of the copy. */
+                (void)sync_file_range(dst_, static_cast<off_t>(piece.offset),
+                                      static_cast<off_t>(piece.length), SYNC_FILE_RANGE_WRITE);
+        }
     }
 
     /* The mechanisms run in order of preference; each leaves `pos` after what it copied,
@@ -163,19 +215,22 @@ public:
         return Status::Ok();
     }
 
+    /* Reports progress and notices a cancel while other threads copy. */
+    void Watch()
+    {
+        uint64_t done = shared_.done;
+        if (observer_ && done != reported_) {
+            observer_->OnProgress(done, total_);
+            reported_ = done;
+        }
+        if (Status status = CheckCancel(); !status.ok())
+            shared_.Fail(status);
+    }
+
     void Finish()
     {
         if (observer_)
-            observer_->OnProgress(done_, total_);
-    }
-
-    /* The mechanism that copied most of the data; empty if there was none. */
-    std::string MethodUsed() const
-    {
-        auto most = std::max_element(copied_.begin(), copied_.end());
-        if (*most == 0)
-            return "";
-        return kMethodNames[most - copied_.begin()];
+            observer_->OnProgress(shared_.done, total_);
     }
 
 private:
@@ -292,24 +347,22 @@ private:
         return Status::Ok();
     }
 
-    /* Accounts `bytes` copied by `used` up to `pos`, reports progress now and then, and is
-     * where a cancel is noticed: between chunks, never inside one. */
+    /* Accounts `bytes` copied by `used`; the reporter reports progress now and then and
+     * notices a cancel: between chunks, never inside one. Another thread's failure or the
+     * cancel stops every thread at its next chunk. */
     Status Advance(Method used, uint64_t bytes, uint64_t pos)
     {
-        done_ += bytes;
-        copied_[static_cast<size_t>(used)] += bytes;
-        if (used != Method::kReflink && pos - writeback_from_ >= kWritebackInterval) {
-            /* Only a hint: an I/O error it would meet is reported by the caller's fsync. */
-            (void)sync_file_range(dst_, static_cast<off_t>(writeback_from_),
-                                  static_cast<off_t>(pos - writeback_from_),
-                                  SYNC_FILE_RANGE_WRITE);
-            writeback_from_ = pos;
+        (void)pos;
+        uint64_t done = shared_.done += bytes;
+        shared_.copied[static_cast<size_t>(used)] += bytes;
+        if (observer_ && done - reported_ >= kProgressInterval) {
+            observer_->OnProgress(done, total_);
+            reported_ = done;
         }
-        if (observer_ && done_ - reported_ >= kProgressInterval) {
-            observer_->OnProgress(done_, total_);
-            reported_ = done_;
-        }
-        return CheckCancel();
+        SDM_RETURN_IF_ERROR(CheckCancel());
+        if (shared_.stop)
+            return Status::Error(ErrorCode::kCancelled, _("stopped: another copy thread failed"));
+        return Status::Ok();
     }
 
     Status CheckCancel()
@@ -320,7 +373,7 @@ private:
             ErrorCode::kCancelled,
             Printf(_("the copy was cancelled on request after %llu of %llu bytes; start the "
                      "operation again to copy the volume"),
-                   static_cast<unsigned long long>(done_),
+                   static_cast<unsigned long long>(shared_.done.load()),
                    static_cast<unsigned long long>(total_)));
     }
 
@@ -330,12 +383,20 @@ private:
     OpObserver *const observer_;
     const uint64_t total_;
     const uint64_t block_;
-    uint64_t done_ = 0;
+    Shared &shared_;
     uint64_t reported_ = 0;
-    uint64_t writeback_from_ = 0;
-    std::array<uint64_t, 3> copied_ = {};
     std::unique_ptr<char[]> buffer_;
 };
+
+/* The mechanism that copied most of the data; empty if there was none. */
+std::string MethodUsed(const Shared &shared)
+{
+    size_t best = 0;
+    for (size_t i = 1; i < shared.copied.size(); i++)
+        if (shared.copied[i] > shared.copied[best])
+            best = i;
+    return shared.copied[best] ? kMethodNames[best] : "";
+}
 
 }  // namespace
 
@@ -375,15 +436,43 @@ Status CopySparseStartingWith(Method first, int src_fd, int dst_fd, uint64_t siz
 
     uint64_t block = dst_st.st_blksize > 0 ? static_cast<uint64_t>(dst_st.st_blksize)
                                            : kZeroBlock;
-    Copier copier(src_fd, dst_fd, first, observer, total, block);
-    Status status = copier.Start();
-    for (size_t i = 0; status.ok() && i < extents->size(); i++)
-        status = copier.CopyExtent((*extents)[i]);
-    if (stats)
-        stats->method = copier.MethodUsed();
+    Shared shared;
+    for (const Extent &e : *extents)
+        for (uint64_t off = 0; off < e.length; off += kPiece)
+            shared.pieces.push_back({e.offset + off, std::min(kPiece, e.length - off)});
+
+    Copier reporter(src_fd, dst_fd, first, observer, total, block, shared);
+    Status status = reporter.Start();
     if (!status.ok())
         return status;
-    copier.Finish();
+    unsigned helpers = std::min<size_t>(kCopyThreads, shared.pieces.size());
+    std::vector<std::thread> threads;
+    shared.running = helpers > 0 ? helpers - 1 : 0;
+    for (unsigned i = 1; i < helpers; i++)
+        threads.emplace_back([&] {
+            /* An open file description of its own gives each thread its own readahead
+             * window; threads sharing one defeat each other's sequential reads. */
+            std::string self = "/proc/self/fd/" + std::to_string(src_fd);
+            fileio::Fd own(open(self.c_str(), O_RDONLY | O_CLOEXEC));
+            int src = own.valid() ? own.get() : src_fd;
+            (void)posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
+            Copier copier(src, dst_fd, first, nullptr, total, block, shared);
+            copier.Run();
+            shared.running--;
+        });
+    reporter.Run();
+    /* Out of pieces: report and watch for a cancel until the others are done too. */
+    while (shared.running > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        reporter.Watch();
+    }
+    for (auto &t : threads)
+        t.join();
+    if (stats)
+        stats->method = MethodUsed(shared);
+    if (!shared.error.ok())
+        return shared.error;
+    reporter.Finish();
     return Status::Ok();
 }
 
