@@ -58,16 +58,6 @@ struct Extent {
     uint64_t length;
 };
 
-std::string Printf(const char *format, ...) G_GNUC_PRINTF(1, 2);
-std::string Printf(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    g_autofree char *text = g_strdup_vprintf(format, args);
-    va_end(args);
-    return text;
-}
-
 Status CopyError(int err, const char *call, uint64_t offset)
 {
     if (err == ENOSPC || err == EDQUOT)
@@ -254,7 +244,7 @@ private:
                 return CopyError(errno, "FICLONERANGE", pos);
             }
             pos += length;
-            SDM_RETURN_IF_ERROR(Advance(Method::kReflink, length, pos));
+            SDM_RETURN_IF_ERROR(Advance(Method::kReflink, length));
         }
         return Status::Ok();
     }
@@ -281,7 +271,7 @@ private:
                 return Status::Ok();
             }
             pos += n;
-            SDM_RETURN_IF_ERROR(Advance(Method::kCopyFileRange, n, pos));
+            SDM_RETURN_IF_ERROR(Advance(Method::kCopyFileRange, n));
         }
         return Status::Ok();
     }
@@ -305,7 +295,7 @@ private:
             }
             SDM_RETURN_IF_ERROR(WriteNonZero(pos, got));
             pos += got;
-            SDM_RETURN_IF_ERROR(Advance(Method::kReadWrite, got, pos));
+            SDM_RETURN_IF_ERROR(Advance(Method::kReadWrite, got));
         }
         return Status::Ok();
     }
@@ -350,9 +340,8 @@ private:
     /* Accounts `bytes` copied by `used`; the reporter reports progress now and then and
      * notices a cancel: between chunks, never inside one. Another thread's failure or the
      * cancel stops every thread at its next chunk. */
-    Status Advance(Method used, uint64_t bytes, uint64_t pos)
+    Status Advance(Method used, uint64_t bytes)
     {
-        (void)pos;
         uint64_t done = shared_.done += bytes;
         shared_.copied[static_cast<size_t>(used)] += bytes;
         if (observer_ && done - reported_ >= kProgressInterval) {

@@ -21,6 +21,8 @@
 
 namespace sdm {
 
+class OpRun;
+
 /* The domain lease, held by the process while any thread uses it. A Ref is one thread's
  * use; the lease is taken by the first Ref and given back with the last. */
 class DomainLease {
@@ -124,6 +126,10 @@ public:
     Status SyncNamespace(int committed_dir, const std::string &what);
 
     Result<DomainLease::Ref> AcquireDomainLease();
+
+    /* Takes the locks to change an existing volume, in lockdep's order; see volume_ops.cc. */
+    struct VolumeScope;
+    Result<VolumeScope> LockVolume(const std::string &name, OpRun &run);
 
 private:
     /* Reads the slot index into used_slots_; the allocator's lock is held. It may go stale

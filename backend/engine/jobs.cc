@@ -37,17 +37,6 @@ constexpr uint64_t kProgressSteps = 100; /* one event per 1% of the total */
 /* wait_for adds the timeout to now() in nanoseconds: cap it well below overflow. */
 constexpr std::chrono::milliseconds kLongestWait = std::chrono::hours(24 * 365 * 100);
 
-std::string Printf(const char *format, ...) G_GNUC_PRINTF(1, 2);
-
-std::string Printf(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    g_autofree char *text = g_strdup_vprintf(format, args);
-    va_end(args);
-    return text;
-}
-
 bool IsFinished(JobState state)
 {
     return state == JobState::kDone || state == JobState::kFailed ||

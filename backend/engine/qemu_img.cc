@@ -38,16 +38,6 @@ constexpr size_t kMaxMessageLines = 3;
  * consistent on disk, so a crash never leaves an image that needs repair. */
 constexpr const char *kQcow2Options = "compat=1.1,lazy_refcounts=off";
 
-std::string Printf(const char *format, ...) G_GNUC_PRINTF(1, 2);
-std::string Printf(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    g_autofree char *text = g_strdup_vprintf(format, args);
-    va_end(args);
-    return text;
-}
-
 std::string Binary()
 {
     const char *env = std::getenv("SDM_QEMU_IMG");

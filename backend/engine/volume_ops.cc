@@ -24,12 +24,6 @@
 
 namespace sdm {
 
-namespace {
-
-constexpr std::chrono::milliseconds kTryOnce{0};
-/* Volume data: read-write for owner and group (the hypervisor's group), nothing for others. */
-constexpr mode_t kDataMode = 0660;
-
 /* One running operation: its current step (for error context) and its transaction. */
 class OpRun {
 public:
@@ -76,6 +70,12 @@ private:
     std::string step_;
     std::optional<Transaction> tx_;
 };
+
+namespace {
+
+constexpr std::chrono::milliseconds kTryOnce{0};
+/* Volume data: read-write for owner and group (the hypervisor's group), nothing for others. */
+constexpr mode_t kDataMode = 0660;
 
 /* A reserved name and lease slot for a new volume, and the slot's lease. A slot whose
  * lease is still held (the delete of its last volume is finishing, here or on another
@@ -225,6 +225,50 @@ meta::Marker NewMarker(const FileDomain &domain, meta::TxOp op, const meta::Volu
 }
 
 }  // namespace
+
+/* What an operation on an existing volume holds: the domain lease, the domain lock
+ * (shared), the volume's image lock (exclusive), and the image as read under that lock. */
+struct FileDomain::VolumeScope {
+    DomainLease::Ref domain_lease;
+    LockGuard domain_lock;
+    LockGuard image_lock;
+    Image image;
+    meta::VolumeMeta volume;
+};
+
+Result<FileDomain::VolumeScope> FileDomain::LockVolume(const std::string &name,
+                                                       OpRun &run)
+{
+    VolumeScope scope;
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return domain_lease.status();
+    scope.domain_lease = std::move(*domain_lease);
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return domain_lock.status();
+    scope.domain_lock = std::move(*domain_lock);
+    auto found = Resolve(name);
+    if (!found.ok())
+        return found.status();
+    run.SetImage(found->image);
+    auto image_lock = locks_.Lock(ImageLockKey(found->image), LockMode::kExclusive,
+                                  options_.lock_timeout);
+    if (!image_lock.ok())
+        return image_lock.status();
+    scope.image_lock = std::move(*image_lock);
+    /* Read again under the image lock: the volume may have changed meanwhile. */
+    auto image = ReadImage(found->image);
+    if (!image.ok())
+        return image.status();
+    const meta::VolumeMeta *m = image->Find(found->uuid);
+    if (!m)
+        return Status::Error(ErrorCode::kNotFound,
+                             _("volume '") + name + _("' was deleted meanwhile"));
+    scope.volume = *m;
+    scope.image = std::move(*image);
+    return scope;
+}
 
 VolumeInfo FileDomain::NewImageInfo(const meta::VolumeMeta &m)
 {
@@ -518,27 +562,11 @@ Status FileDomain::DeleteVolume(const std::string &name, OpObserver *observer)
     Status status = run.Enter("delete.begin");
     if (!status.ok())
         return run.Fail(status);
-    auto domain_lease = AcquireDomainLease();
-    if (!domain_lease.ok())
-        return run.Fail(domain_lease.status());
-    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
-    if (!domain_lock.ok())
-        return run.Fail(domain_lock.status());
-    auto found = Resolve(name);
-    if (!found.ok())
-        return run.Fail(found.status());
-    run.SetImage(found->image);
-    auto image_lock = locks_.Lock(ImageLockKey(found->image), LockMode::kExclusive,
-                                  options_.lock_timeout);
-    if (!image_lock.ok())
-        return run.Fail(image_lock.status());
-    auto image = ReadImage(found->image);
-    if (!image.ok())
-        return run.Fail(image.status());
-    const meta::VolumeMeta *m = image->Find(found->uuid);
-    if (!m)
-        return run.Fail(Status::Error(ErrorCode::kNotFound,
-                                      _("volume '") + name + _("' was deleted meanwhile")));
+    auto scope = LockVolume(name, run);
+    if (!scope.ok())
+        return run.Fail(scope.status());
+    const Image *image = &scope->image;
+    const meta::VolumeMeta *m = &scope->volume;
     if (!image->IsLeaf(m->uuid)) {
         std::string children;
         for (const auto &v : image->volumes)
@@ -603,28 +631,11 @@ Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t ca
         status = ValidateCapacity(capacity);
     if (!status.ok())
         return run.Fail(status);
-    auto domain_lease = AcquireDomainLease();
-    if (!domain_lease.ok())
-        return run.Fail(domain_lease.status());
-    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
-    if (!domain_lock.ok())
-        return run.Fail(domain_lock.status());
-    auto found = Resolve(name);
-    if (!found.ok())
-        return run.Fail(found.status());
-    run.SetImage(found->image);
-    auto image_lock = locks_.Lock(ImageLockKey(found->image), LockMode::kExclusive,
-                                  options_.lock_timeout);
-    if (!image_lock.ok())
-        return run.Fail(image_lock.status());
-    auto image = ReadImage(found->image);
-    if (!image.ok())
-        return run.Fail(image.status());
-    const meta::VolumeMeta *current = image->Find(found->uuid);
-    if (!current)
-        return run.Fail(Status::Error(ErrorCode::kNotFound,
-                                      _("volume '") + name + _("' was deleted meanwhile")));
-    meta::VolumeMeta m = *current;
+    auto scope = LockVolume(name, run);
+    if (!scope.ok())
+        return run.Fail(scope.status());
+    const Image *image = &scope->image;
+    meta::VolumeMeta m = scope->volume;
     if (Status legal = RequireLegal(m); !legal.ok())
         return run.Fail(legal);
     if (capacity < m.capacity)
