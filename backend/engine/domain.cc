@@ -55,13 +55,12 @@ void DomainLease::Ref::Release()
     std::exchange(owner_, nullptr)->Put();
 }
 
-Result<DomainLease::Ref> DomainLease::Acquire(std::chrono::milliseconds timeout, bool *fresh)
+Result<DomainLease::Ref> DomainLease::Acquire(std::chrono::milliseconds timeout)
 {
     lockdep::WillAcquire(DomainLeaseKey());
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return !acquiring_; });
-    *fresh = false;
-    if (users_ == 0) {
+    if (!handle_) {
         acquiring_ = true;
         lock.unlock();
         auto handle = leases_.Acquire(layout::kDomainLeaseSlot, LeaseMode::kExclusive, timeout);
@@ -78,7 +77,6 @@ Result<DomainLease::Ref> DomainLease::Acquire(std::chrono::milliseconds timeout,
             return status;
         }
         handle_ = std::move(*handle);
-        *fresh = true;
     }
     users_++;
     lockdep::Acquired(DomainLeaseKey());
@@ -88,8 +86,58 @@ Result<DomainLease::Ref> DomainLease::Acquire(std::chrono::milliseconds timeout,
 void DomainLease::Put()
 {
     std::lock_guard lock(mutex_);
-    if (--users_ == 0)
+    if (--users_ > 0)
+        return;
+    if (linger_.count() == 0) {
         handle_.reset();
+        return;
+    }
+    idle_since_ = std::chrono::steady_clock::now();
+    if (!linger_thread_.joinable())
+        linger_thread_ = std::thread([this] { LingerLoop(); });
+    changed_.notify_all();
+}
+
+void DomainLease::LingerLoop()
+{
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        if (handle_ && users_ == 0 && !acquiring_) {
+            auto deadline = idle_since_ + linger_;
+            if (std::chrono::steady_clock::now() >= deadline) {
+                handle_.reset();
+                continue;
+            }
+            changed_.wait_until(lock, deadline);
+        } else {
+            changed_.wait(lock);
+        }
+    }
+}
+
+void DomainLease::ReleaseIfIdle()
+{
+    std::lock_guard lock(mutex_);
+    if (users_ == 0 && !acquiring_)
+        handle_.reset();
+}
+
+bool DomainLease::held()
+{
+    std::lock_guard lock(mutex_);
+    return handle_ != nullptr;
+}
+
+DomainLease::~DomainLease()
+{
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+        changed_.notify_all();
+    }
+    if (linger_thread_.joinable())
+        linger_thread_.join();
+    handle_.reset();
 }
 
 /* --- format and open --- */
@@ -249,15 +297,14 @@ FileDomain::FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, file
       leases_(options.leases ? options.leases
                              : std::make_shared<LocalLeaseManager>(
                                    info_.path + "/" + layout::kLeases, info_.alignment)),
-      domain_lease_(*leases_)
+      domain_lease_(*leases_, options.domain_lease_linger)
 {
     info_.durability = std::string(SyncPolicyName(sync_policy_)) + " (" + info_.durability + ")";
 }
 
 Result<DomainLease::Ref> FileDomain::AcquireDomainLease()
 {
-    bool fresh = false;
-    return domain_lease_.Acquire(options_.lock_timeout, &fresh);
+    return domain_lease_.Acquire(options_.lock_timeout);
 }
 
 /* --- reading volumes --- */

@@ -6,7 +6,9 @@
  * the allocator lock. */
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <thread>
 #include <utility>
 #include <mutex>
 #include <set>
@@ -24,7 +26,10 @@ namespace sdm {
 class OpRun;
 
 /* The domain lease, held by the process while any thread uses it. A Ref is one thread's
- * use; the lease is taken by the first Ref and given back with the last. */
+ * use; the lease is taken by the first Ref and given back `linger` after the last one
+ * goes (at once if linger is 0), so a burst of operations pays one acquire. Correctness
+ * never depends on the linger: it only decides when the lease is given back.
+ * ReleaseIfIdle gives it back at once, for another host that asks for it. */
 class DomainLease {
 public:
     class Ref {
@@ -43,20 +48,28 @@ public:
         DomainLease *owner_ = nullptr;
     };
 
-    explicit DomainLease(LeaseManager &leases) : leases_(leases) {}
-    /* `fresh` is set when this call took the lease from storage (others may have changed
-     * the domain since this process last held it). */
-    Result<Ref> Acquire(std::chrono::milliseconds timeout, bool *fresh);
+    DomainLease(LeaseManager &leases, std::chrono::milliseconds linger)
+        : leases_(leases), linger_(linger) {}
+    ~DomainLease();
+
+    Result<Ref> Acquire(std::chrono::milliseconds timeout);
+    void ReleaseIfIdle();
+    bool held();
 
 private:
     void Put();
+    void LingerLoop();
 
     LeaseManager &leases_;
+    const std::chrono::milliseconds linger_;
     std::mutex mutex_;
     std::condition_variable changed_;
     int users_ = 0;
     bool acquiring_ = false;
+    bool stopping_ = false;
+    std::chrono::steady_clock::time_point idle_since_;
     std::unique_ptr<LeaseHandle> handle_;
+    std::thread linger_thread_;  /* started with the first linger */
 };
 
 class FileDomain : public Domain {

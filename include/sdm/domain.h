@@ -37,6 +37,9 @@ struct DomainOptions {
     std::shared_ptr<LeaseManager> leases;
     /* How long a metadata operation waits for the domain lease and image locks. */
     std::chrono::milliseconds lock_timeout{30000};
+    /* How long the domain lease is kept after the last operation that used it: a burst
+     * of operations then pays one acquire. 0 gives it back at once. */
+    std::chrono::milliseconds domain_lease_linger{0};
     Durability durability = Durability::kAuto;
 };
 

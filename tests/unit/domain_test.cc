@@ -458,6 +458,33 @@ TEST_F(DomainTest, TwoHandlesSeeEachOthersVolumes)
     EXPECT_EQ(other->LookupVolume("from-b").status().code(), ErrorCode::kNotFound);
 }
 
+TEST_F(DomainTest, DomainLeaseLingersAfterABurstThenIsGivenBack)
+{
+    DomainOptions lingering;
+    lingering.domain_lease_linger = std::chrono::milliseconds(300);
+    auto a = OpenAgain(lingering);
+    DomainOptions impatient;
+    impatient.lock_timeout = std::chrono::milliseconds(0);
+    auto b = OpenAgain(impatient);
+    for (int i = 0; i < 3; i++)
+        ASSERT_TRUE(a->CreateVolume({"a" + std::to_string(i), kMiB, VolumeFormat::kRaw,
+                                     Preallocation::kSparse, ""}).ok());
+    auto refused = b->CreateVolume({"b", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
+    ASSERT_FALSE(refused.ok()) << "a still holds the domain lease right after its burst";
+    EXPECT_EQ(refused.status().code(), ErrorCode::kBusy);
+    EXPECT_NE(refused.status().message().find("domain lease"), std::string::npos);
+    /* Behavioural wait for the linger to run out, not a measurement. */
+    Status status;
+    for (int i = 0; i < 100; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        status = b->CreateVolume({"b", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""})
+                     .status();
+        if (status.ok())
+            break;
+    }
+    EXPECT_TRUE(status.ok()) << status.ToString();
+}
+
 TEST_F(DomainTest, PlantedSymlinksAreNeverFollowed)
 {
     VolumeInfo v = MakeVolume("victim", kMiB);
