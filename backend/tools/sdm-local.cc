@@ -8,20 +8,20 @@
 #include <clocale>
 #include <cstdio>
 #include <cstring>
-#include <iostream>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
-#include <vector>
 
 #include "backend/engine/crashpoint.h"
 #include "backend/engine/i18n.h"
+#include "backend/tools/cli_util.h"
 #include "sdm/domain.h"
 #include "sdm/job.h"
 
 namespace {
+
+using sdm::cli::ParseSize;
 
 constexpr char kUsage[] = N_(
     "Usage: sdm-local [--host-id N] COMMAND ARGS...\n"
@@ -43,11 +43,6 @@ constexpr char kUsage[] = N_(
     "SIZE is bytes, or a number with K, M, G, T, P (powers of 1024; KiB.. too)\n"
     "or KB, MB, GB, TB, PB (powers of 1000).\n");
 
-struct Args {
-    std::vector<std::string> positional;
-    std::map<std::string, std::string> options; /* "--name" -> value ("" for flags) */
-};
-
 int Usage(const std::string &problem)
 {
     if (!problem.empty())
@@ -63,124 +58,22 @@ int Fail(const sdm::Status &status)
     return 1;
 }
 
-std::optional<uint64_t> ParseSize(const std::string &text)
-{
-    size_t digits = 0;
-    while (digits < text.size() && isdigit(static_cast<unsigned char>(text[digits])))
-        digits++;
-    if (digits == 0 || digits > 20)
-        return std::nullopt;
-    std::string suffix = text.substr(digits);
-    static const std::map<std::string, uint64_t> kUnits = {
-        {"", 1}, {"B", 1},
-        {"K", 1ull << 10}, {"KiB", 1ull << 10}, {"KB", 1000ull},
-        {"M", 1ull << 20}, {"MiB", 1ull << 20}, {"MB", 1000000ull},
-        {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"GB", 1000000000ull},
-        {"T", 1ull << 40}, {"TiB", 1ull << 40}, {"TB", 1000000000000ull},
-        {"P", 1ull << 50}, {"PiB", 1ull << 50}, {"PB", 1000000000000000ull},
-    };
-    auto unit = kUnits.find(suffix);
-    if (unit == kUnits.end())
-        return std::nullopt;
-    errno = 0;
-    unsigned long long value = strtoull(text.substr(0, digits).c_str(), nullptr, 10);
-    if (errno == ERANGE || (value != 0 && unit->second > UINT64_MAX / value))
-        return std::nullopt;
-    return static_cast<uint64_t>(value) * unit->second;
-}
-
-std::string HumanSize(uint64_t bytes)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double value = static_cast<double>(bytes);
-    int unit = 0;
-    while (value >= 1024 && unit < 5) {
-        value /= 1024;
-        unit++;
-    }
-    char buf[32];
-    snprintf(buf, sizeof(buf), unit ? "%.1f %s" : "%.0f %s", value, units[unit]);
-    return buf;
-}
-
-/* Prints a job's progress: a bar on a terminal, a line per tenth otherwise. */
-class ProgressPrinter {
-public:
-    explicit ProgressPrinter(const std::string &label) : label_(label), tty_(isatty(2)) {}
-
-    void operator()(const sdm::JobEvent &event)
-    {
-        std::lock_guard lock(mutex_);
-        const sdm::JobSnapshot &job = event.job;
-        if (job.total == 0)
-            return;
-        int percent = static_cast<int>(job.done * 100 / job.total);
-        if (tty_) {
-            int filled = percent / 4;
-            fprintf(stderr, "\r%s [%-25s] %3d%% %s / %s", label_.c_str(),
-                    std::string(filled, '#').c_str(), percent, HumanSize(job.done).c_str(),
-                    HumanSize(job.total).c_str());
-            if (job.state != sdm::JobState::kRunning || percent == 100)
-                fputc('\n', stderr);
-        } else if (percent / 10 > last_tenth_) {
-            last_tenth_ = percent / 10;
-            fprintf(stderr, "%s: %d%% (%s of %s)\n", label_.c_str(), percent,
-                    HumanSize(job.done).c_str(), HumanSize(job.total).c_str());
-        }
-    }
-
-private:
-    std::mutex mutex_;
-    std::string label_;
-    bool tty_;
-    int last_tenth_ = -1;
-};
-
 /* Runs `work` as a job and waits for it, printing progress for copies. */
 sdm::Status RunJob(const std::string &type, const std::string &object,
                    sdm::JobManager::Work work)
 {
     sdm::JobManager jobs;
-    ProgressPrinter printer(type + " " + object);
+    sdm::cli::ProgressPrinter printer(type + " " + object, isatty(2));
     jobs.Subscribe([&printer](const sdm::JobEvent &event) {
         if (event.kind == sdm::JobEventKind::kProgress)
-            printer(event);
+            printer.Update(event.job.done, event.job.total, false);
     });
     std::string id = jobs.Submit(type, object, std::move(work));
     std::optional<sdm::JobSnapshot> done;
     while (!(done = jobs.Wait(id, std::chrono::hours(1))) || !done->finished)
         ;
+    printer.Update(done->done, done->total, true);
     return done->error;
-}
-
-void PrintVolume(const sdm::VolumeInfo &v)
-{
-    printf("name:       %s\nuuid:       %s\nimage:      %s\nformat:     %s\n"
-           "capacity:   %llu (%s)\nallocation: %llu (%s)\nlegality:   %s\nparent:     %s\n"
-           "lease slot: %llu\npath:       %s\n",
-           v.name.c_str(), v.uuid.c_str(), v.image.c_str(), sdm::VolumeFormatName(v.format),
-           static_cast<unsigned long long>(v.capacity), HumanSize(v.capacity).c_str(),
-           static_cast<unsigned long long>(v.allocation), HumanSize(v.allocation).c_str(),
-           sdm::LegalityName(v.legality), v.parent.empty() ? "-" : v.parent.c_str(),
-           static_cast<unsigned long long>(v.slot), v.path.c_str());
-}
-
-Args Parse(int argc, char **argv, int first)
-{
-    static const std::set<std::string> kFlags = {"--dry-run"};
-    Args args;
-    for (int i = first; i < argc; i++) {
-        std::string arg = argv[i];
-        if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
-            if (kFlags.count(arg) || i + 1 >= argc)
-                args.options[arg] = kFlags.count(arg) ? "" : std::string("\x01missing");
-            else
-                args.options[arg] = argv[++i];
-        } else {
-            args.positional.push_back(arg);
-        }
-    }
-    return args;
 }
 
 int Main(int argc, char **argv)
@@ -197,7 +90,7 @@ int Main(int argc, char **argv)
     if (argc <= first || std::string(argv[first]) == "--help" || std::string(argv[first]) == "help")
         return Usage(argc <= first ? _("no command given") : "");
     std::string command = argv[first];
-    Args args = Parse(argc, argv, first + 1);
+    sdm::cli::Args args = sdm::cli::ParseArgs(argc, argv, first + 1, {"--dry-run"});
 
     static const std::map<std::string, std::pair<size_t, std::set<std::string>>> kCommands = {
         {"format", {1, {"--io-timeout", "--sector-size", "--alignment"}}},
@@ -221,9 +114,9 @@ int Main(int argc, char **argv)
     for (const auto &[name, value] : args.options) {
         if (!spec->second.second.count(name))
             return Usage(_("unknown option ") + name + _(" for '") + command + "'");
-        if (value == "\x01missing")
-            return Usage(_("option ") + name + _(" needs a value"));
     }
+    if (!args.missing_value.empty())
+        return Usage(_("option ") + args.missing_value + _(" needs a value"));
     auto option = [&args](const std::string &name) -> std::optional<std::string> {
         auto it = args.options.find(name);
         return it == args.options.end() ? std::nullopt : std::optional(it->second);
@@ -310,7 +203,7 @@ int Main(int argc, char **argv)
         });
         if (!status.ok())
             return Fail(status);
-        PrintVolume(*created);
+        sdm::cli::PrintVolume(*created);
         return 0;
     }
     if (command == "clone") {
@@ -331,7 +224,7 @@ int Main(int argc, char **argv)
         });
         if (!status.ok())
             return Fail(status);
-        PrintVolume(*cloned);
+        sdm::cli::PrintVolume(*cloned);
         return 0;
     }
     if (command == "delete") {
@@ -358,27 +251,21 @@ int Main(int argc, char **argv)
         });
         if (!status.ok())
             return Fail(status);
-        PrintVolume(*resized);
+        sdm::cli::PrintVolume(*resized);
         return 0;
     }
     if (command == "list") {
         auto volumes = d.ListVolumes();
         if (!volumes.ok())
             return Fail(volumes.status());
-        printf("%-24s %-6s %12s %12s %-8s %-36s %s\n", "NAME", "FORMAT", "CAPACITY",
-               "ALLOCATION", "LEGALITY", "IMAGE", "PARENT");
-        for (const auto &v : *volumes)
-            printf("%-24s %-6s %12s %12s %-8s %-36s %s\n", v.name.c_str(),
-                   sdm::VolumeFormatName(v.format), HumanSize(v.capacity).c_str(),
-                   HumanSize(v.allocation).c_str(), sdm::LegalityName(v.legality),
-                   v.image.c_str(), v.parent.empty() ? "-" : v.parent.c_str());
+        sdm::cli::PrintVolumeTable(*volumes);
         return 0;
     }
     if (command == "show") {
         auto volume = d.LookupVolume(args.positional[1]);
         if (!volume.ok())
             return Fail(volume.status());
-        PrintVolume(*volume);
+        sdm::cli::PrintVolume(*volume);
         return 0;
     }
     if (command == "gc") {
@@ -387,22 +274,14 @@ int Main(int argc, char **argv)
         auto report = d.CollectGarbage(gc_options);
         if (!report.ok())
             return Fail(report.status());
-        for (const auto &line : report->lines)
-            printf("%s\n", line.c_str());
-        printf(_("gc: %u transactions seen, %u collected (%u completed), %u live, %u errors\n"),
-               report->markers_seen, report->collected, report->rolled_forward,
-               report->skipped_live, report->errors);
+        sdm::cli::PrintGcReport(*report);
         return report->errors ? 1 : 0;
     }
     if (command == "check") {
         auto report = d.Check();
         if (!report.ok())
             return Fail(report.status());
-        for (const auto &problem : report->problems)
-            printf("problem: %s\n", problem.c_str());
-        printf(_("check: %u images, %u volumes, %u pending transactions, %zu problems\n"),
-               report->images, report->volumes, report->pending_transactions,
-               report->problems.size());
+        sdm::cli::PrintCheckReport(*report);
         return report->ok() ? 0 : 1;
     }
     return Usage(_("unknown command '") + command + "'");

@@ -1,0 +1,1135 @@
+/* Implementation of sdmd's service; see service.h.
+ *
+ * The shape of every method: check the arguments on the main loop (cheap, no storage),
+ * then either answer at once (state the daemon holds), submit a job and answer with its
+ * id (changes to storage), or run the call on the worker pool and answer from there
+ * (reads of storage). Job events travel from job threads through one queue to the main
+ * loop, which logs them, emits them as signals and completes the calls waiting on them. */
+#include "backend/daemon/service.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <set>
+
+#include "backend/daemon/dbus_api.h"
+#include "backend/daemon/log.h"
+#include "backend/daemon/sdm1-dbus.h"
+#include "backend/engine/i18n.h"
+#include "backend/engine/layout.h"
+
+namespace sdm::daemon {
+
+namespace {
+
+constexpr char kHostLive[] = "LIVE";
+
+std::string CanonicalPath(const std::string &path)
+{
+    g_autofree char *canonical = g_canonicalize_filename(path.c_str(), "/");
+    return canonical;
+}
+
+std::optional<std::string> RealPath(const std::string &path)
+{
+    g_autofree char *real = realpath(path.c_str(), nullptr);
+    if (!real)
+        return std::nullopt;
+    return std::string(real);
+}
+
+Status RequireAbsolute(const char *path, const char *what)
+{
+    if (path[0] == '/')
+        return Status::Ok();
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         Printf(_("%s '%s' is not an absolute path; sdmd does not share the "
+                                  "caller's working directory, give the full path"),
+                                what, path));
+}
+
+Status NoCapacity()
+{
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         _("capacity must be greater than 0 bytes (a new qcow2 layer may give "
+                           "0 together with a backing volume to take its size)"));
+}
+
+void ReturnDict(GDBusMethodInvocation *invocation, GVariant *dict)
+{
+    g_dbus_method_invocation_return_value(invocation, g_variant_new("(@a{sv})", dict));
+}
+
+Status NoSuchJob(const char *id)
+{
+    return Status::Error(ErrorCode::kNotFound,
+                         Printf(_("no job '%s'; it may have finished and expired, list the jobs "
+                                  "to see the current ids"),
+                                id));
+}
+
+std::string JobLabel(const JobSnapshot &job)
+{
+    return Printf("%s %s '%s'", job.id.c_str(), job.type.c_str(), job.object.c_str());
+}
+
+}  // namespace
+
+struct Service::AttachedDomain {
+    std::shared_ptr<Domain> domain;
+    std::set<std::string> paths;  /* as attached, canonical and real: what callers may use */
+    int jobs = 0;                 /* unfinished jobs on the domain (main loop) */
+    int sweeps = 0;               /* of those, gc jobs (main loop) */
+    std::mutex sweep_mu;          /* one sweep at a time (job threads) */
+};
+
+/* A call waiting on a job: WaitJob, or CollectGarbage waiting for its report. */
+struct Service::Waiter {
+    Service *service;
+    std::string job;
+    GDBusMethodInvocation *invocation;
+    bool wants_report;
+    guint timer = 0;
+};
+
+/* The daemon's side of a job: what the engine's JobSnapshot does not hold. */
+struct Service::JobRecord {
+    std::shared_ptr<AttachedDomain> entry;
+    bool gc = false;
+    bool quiet = false;          /* a timer sweep: its routine lines are debug */
+    std::string last_step;       /* main loop */
+    bool settled = false;        /* main loop: its final event is handled */
+    std::list<std::unique_ptr<Waiter>> waiters; /* main loop */
+    std::mutex mu;
+    std::optional<VolumeInfo> volume;  /* guarded by mu: the volume the job made */
+    std::optional<GcReport> report;    /* guarded by mu: a gc job's report */
+};
+
+/* Turns a D-Bus method's handle-* signal into a call of the member function. */
+template <typename... Args>
+struct Service::Handler<void (Service::*)(GDBusMethodInvocation *, Args...)> {
+    template <void (Service::*Method)(GDBusMethodInvocation *, Args...)>
+    static gboolean Call(SdmManager *, GDBusMethodInvocation *invocation, Args... args,
+                         gpointer self)
+    {
+        auto *service = static_cast<Service *>(self);
+        if (service->stopping_) {
+            dbus::ReturnError(invocation,
+                              Status::Error(ErrorCode::kBusy,
+                                            _("sdmd is stopping; retry once it is back")));
+            return TRUE;
+        }
+        (service->*Method)(invocation, args...);
+        return TRUE;
+    }
+};
+
+template <auto Method>
+void Service::Connect(const char *signal)
+{
+    g_signal_connect(skeleton_, signal,
+                     G_CALLBACK((&Handler<decltype(Method)>::template Call<Method>)), this);
+}
+
+Service::Service(Config config)
+    : config_(std::move(config)), started_(std::chrono::steady_clock::now()),
+      jobs_(std::chrono::seconds(config_.job_expiry))
+{
+    dbus::ErrorQuark();
+    subscription_ = jobs_.Subscribe([this](const JobEvent &event) { OnJobEvent(event); });
+    skeleton_ = sdm_manager_skeleton_new();
+    Connect<&Service::GetStatus>("handle-get-status");
+    Connect<&Service::FormatDomain>("handle-format-domain");
+    Connect<&Service::AttachDomain>("handle-attach-domain");
+    Connect<&Service::DetachDomain>("handle-detach-domain");
+    Connect<&Service::ListDomains>("handle-list-domains");
+    Connect<&Service::GetDomain>("handle-get-domain");
+    Connect<&Service::CreateVolume>("handle-create-volume");
+    Connect<&Service::CloneVolume>("handle-clone-volume");
+    Connect<&Service::DeleteVolume>("handle-delete-volume");
+    Connect<&Service::ResizeVolume>("handle-resize-volume");
+    Connect<&Service::LookupVolume>("handle-lookup-volume");
+    Connect<&Service::ListVolumes>("handle-list-volumes");
+    Connect<&Service::GetLeaseXml>("handle-get-lease-xml");
+    Connect<&Service::CollectGarbage>("handle-collect-garbage");
+    Connect<&Service::CheckDomain>("handle-check-domain");
+    Connect<&Service::ListHosts>("handle-list-hosts");
+    Connect<&Service::ListJobs>("handle-list-jobs");
+    Connect<&Service::GetJob>("handle-get-job");
+    Connect<&Service::WaitJob>("handle-wait-job");
+    Connect<&Service::CancelJob>("handle-cancel-job");
+}
+
+Service::~Service()
+{
+    /* No job thread may queue an event (or reach this object) past this point. */
+    jobs_.Unsubscribe(subscription_);
+    {
+        std::lock_guard lock(events_mu_);
+        if (drain_source_)
+            g_source_remove(drain_source_);
+        drain_source_ = 0;
+    }
+    if (gc_timer_)
+        g_source_remove(gc_timer_);
+    if (stop_timer_)
+        g_source_remove(stop_timer_);
+    for (auto &[id, record] : records_) {
+        for (auto &waiter : record->waiters) {
+            if (waiter->timer)
+                g_source_remove(waiter->timer);
+            dbus::ReturnError(waiter->invocation,
+                              Status::Error(ErrorCode::kCancelled,
+                                            _("sdmd stopped before the job ended; list the "
+                                              "jobs again once sdmd is back")));
+        }
+    }
+    for (GDBusConnection *connection : connections_) {
+        g_signal_handlers_disconnect_by_data(connection, this);
+        g_dbus_interface_skeleton_unexport_from_connection(
+            G_DBUS_INTERFACE_SKELETON(skeleton_), connection);
+        g_dbus_connection_close_sync(connection, nullptr, nullptr);
+        g_object_unref(connection);
+    }
+    if (server_) {
+        g_dbus_server_stop(server_);
+        g_object_unref(server_);
+    }
+    if (auth_)
+        g_object_unref(auth_);
+    g_object_unref(skeleton_);
+}
+
+/* --- start and stop --- */
+
+Status Service::Start()
+{
+    for (const auto &path : config_.domains) {
+        auto options = DomainOptionsFor(path);
+        auto domain = options.ok() ? Domain::Open(path, *options)
+                                   : Result<std::unique_ptr<Domain>>(options.status());
+        if (!domain.ok()) {
+            Log(LogLevel::kError, _("cannot attach domain %s listed in the configuration: %s"),
+                path.c_str(), domain.status().ToString().c_str());
+            continue;
+        }
+        auto entry = Adopt(std::move(*domain));
+        entry->paths.insert(path);
+        if (auto real = RealPath(path))
+            entry->paths.insert(*real);
+    }
+    SDM_RETURN_IF_ERROR(Listen());
+    if (config_.gc_interval > 0)
+        gc_timer_ = g_timeout_add_seconds(config_.gc_interval, OnGcTimer, this);
+    Log(LogLevel::kInfo, _("listening on %s: host id %u, %s leases, %zu domains attached"),
+        config_.socket.c_str(), config_.host_id, LeaseBackendName(config_.lease_backend),
+        domains_.size());
+    return Status::Ok();
+}
+
+Status Service::Listen()
+{
+    const std::string &path = config_.socket;
+    g_autofree char *dir = g_path_get_dirname(path.c_str());
+    if (g_mkdir_with_parents(dir, 0755) != 0)
+        return Status::FromErrno(errno, Printf(_("cannot create the socket's directory %s"),
+                                               dir));
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return Status::Error(ErrorCode::kAlreadyExists,
+                                 Printf(_("%s exists and is not a socket; remove it or choose "
+                                          "another socket path"),
+                                        path.c_str()));
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return Status::FromErrno(errno, _("cannot create a unix socket"));
+        struct sockaddr_un addr = {};
+        addr.sun_family = AF_UNIX;
+        strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+        int rc = connect(fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr));
+        int err = errno;
+        close(fd);
+        if (rc == 0)
+            return Status::Error(ErrorCode::kBusy,
+                                 Printf(_("another sdmd is serving %s; stop it first, or give "
+                                          "this one another socket (--socket)"),
+                                        path.c_str()));
+        if (err != ECONNREFUSED)
+            return Status::FromErrno(err, Printf(_("cannot probe the existing socket %s"),
+                                                 path.c_str()));
+        Log(LogLevel::kInfo, _("removing the stale socket %s"), path.c_str());
+        if (unlink(path.c_str()) != 0 && errno != ENOENT)
+            return Status::FromErrno(errno, Printf(_("cannot remove the stale socket %s"),
+                                                   path.c_str()));
+    }
+
+    gid_t group = 0;
+    if (!config_.socket_group.empty()) {
+        struct group *g = getgrnam(config_.socket_group.c_str());
+        if (!g)
+            return Status::Error(ErrorCode::kNotFound,
+                                 Printf(_("socket_group '%s' does not exist; create it or "
+                                          "change the configuration"),
+                                        config_.socket_group.c_str()));
+        group = g->gr_gid;
+    }
+
+    auth_ = g_dbus_auth_observer_new();
+    g_signal_connect(auth_, "allow-mechanism", G_CALLBACK(OnAllowMechanism), this);
+    g_signal_connect(auth_, "authorize-authenticated-peer", G_CALLBACK(OnAuthorizePeer), this);
+    g_autofree char *escaped = g_dbus_address_escape_value(path.c_str());
+    g_autofree char *address = g_strdup_printf("unix:path=%s", escaped);
+    g_autofree char *guid = g_dbus_generate_guid();
+    g_autoptr(GError) error = nullptr;
+    /* Born with no access for anyone else: nobody may connect before the chmod below. */
+    mode_t old_umask = umask(0177);
+    server_ = g_dbus_server_new_sync(address, G_DBUS_SERVER_FLAGS_NONE, guid, auth_, nullptr,
+                                     &error);
+    umask(old_umask);
+    if (!server_)
+        return Status::Error(ErrorCode::kIoError,
+                             Printf(_("cannot listen on %s: %s; check the directory's "
+                                      "permissions, or choose another socket path"),
+                                    path.c_str(), error->message));
+    if (!config_.socket_group.empty() &&
+        (chown(path.c_str(), static_cast<uid_t>(-1), group) != 0 || chmod(path.c_str(), 0660) != 0))
+        return Status::FromErrno(errno, Printf(_("cannot give socket %s to group %s"),
+                                               path.c_str(), config_.socket_group.c_str()));
+    g_signal_connect(server_, "new-connection", G_CALLBACK(OnNewConnection), this);
+    g_dbus_server_start(server_);
+    return Status::Ok();
+}
+
+void Service::Stop(std::chrono::milliseconds grace, std::function<void(bool clean)> done)
+{
+    stopping_ = true;
+    stopped_ = std::move(done);
+    if (gc_timer_)
+        g_source_remove(gc_timer_);
+    gc_timer_ = 0;
+    if (server_) {
+        g_dbus_server_stop(server_);
+        if (unlink(config_.socket.c_str()) != 0 && errno != ENOENT)
+            Log(LogLevel::kWarning, _("cannot remove socket %s: %s"), config_.socket.c_str(),
+                strerror(errno));
+    }
+    int running = 0;
+    for (const auto &job : jobs_.List()) {
+        if (!dbus::IsFinished(job.state) && jobs_.Cancel(job.id).ok())
+            running++;
+    }
+    Log(LogLevel::kInfo, _("stopping: %d jobs to cancel"), running);
+    stop_timer_ = g_timeout_add(
+        static_cast<guint>(grace.count()),
+        [](gpointer self) -> gboolean {
+            auto *service = static_cast<Service *>(self);
+            service->stop_timer_ = 0;
+            Log(LogLevel::kWarning,
+                _("jobs are still running after the stop grace period; exiting without "
+                  "them (the garbage collector sweeps what they leave)"));
+            service->stopped_(false);
+            return G_SOURCE_REMOVE;
+        },
+        this);
+    CheckStopped();
+}
+
+void Service::CheckStopped()
+{
+    if (!stopping_ || !stop_timer_ || worker_calls_ > 0)
+        return;
+    for (const auto &[id, record] : records_) {
+        if (!record->settled)
+            return;
+    }
+    g_source_remove(stop_timer_);
+    stop_timer_ = 0;
+    stopped_(true);
+}
+
+/* --- connections and who may connect --- */
+
+gboolean Service::OnAllowMechanism(GDBusAuthObserver *, const char *mechanism, gpointer)
+{
+    /* EXTERNAL: the kernel vouches for the peer's uid; nothing else is trusted. */
+    return g_strcmp0(mechanism, "EXTERNAL") == 0;
+}
+
+gboolean Service::OnAuthorizePeer(GDBusAuthObserver *, GIOStream *, GCredentials *credentials,
+                                  gpointer self)
+{
+    return static_cast<Service *>(self)->PeerAllowed(credentials);
+}
+
+/* Runs on a GDBus worker thread: only reentrant lookups. */
+bool Service::PeerAllowed(GCredentials *credentials) const
+{
+    if (!credentials)
+        return false;
+    g_autoptr(GError) error = nullptr;
+    uid_t uid = g_credentials_get_unix_user(credentials, &error);
+    if (uid == static_cast<uid_t>(-1))
+        return false;
+    if (uid == 0 || uid == geteuid())
+        return true;
+    if (!config_.socket_group.empty()) {
+        std::vector<char> buf(16384);
+        struct group grp, *g = nullptr;
+        struct passwd pwd, *p = nullptr;
+        if (getgrnam_r(config_.socket_group.c_str(), &grp, buf.data(), buf.size() / 2, &g) == 0 &&
+            g &&
+            getpwuid_r(uid, &pwd, buf.data() + buf.size() / 2, buf.size() / 2, &p) == 0 && p) {
+            gid_t wanted = g->gr_gid;
+            int count = 64;
+            std::vector<gid_t> groups(count);
+            if (getgrouplist(p->pw_name, p->pw_gid, groups.data(), &count) < 0) {
+                groups.resize(count);
+                getgrouplist(p->pw_name, p->pw_gid, groups.data(), &count);
+            }
+            groups.resize(std::min<size_t>(groups.size(), count));
+            if (std::find(groups.begin(), groups.end(), wanted) != groups.end())
+                return true;
+        }
+    }
+    if (config_.socket_group.empty())
+        Log(LogLevel::kWarning,
+            _("refused a client with uid %u: only root may use sdmd; set socket_group in "
+              "sdmd.conf to let a group in"),
+            static_cast<unsigned>(uid));
+    else
+        Log(LogLevel::kWarning,
+            _("refused a client with uid %u: only root and members of group %s may use sdmd"),
+            static_cast<unsigned>(uid), config_.socket_group.c_str());
+    return false;
+}
+
+gboolean Service::OnNewConnection(GDBusServer *, GDBusConnection *connection, gpointer self)
+{
+    auto *service = static_cast<Service *>(self);
+    if (service->stopping_)
+        return FALSE;
+    g_autoptr(GError) error = nullptr;
+    if (!g_dbus_interface_skeleton_export(G_DBUS_INTERFACE_SKELETON(service->skeleton_),
+                                          connection, dbus::kObjectPath, &error)) {
+        Log(LogLevel::kError, _("cannot serve a new client: %s"), error->message);
+        return FALSE;
+    }
+    g_object_ref(connection);
+    service->connections_.push_back(connection);
+    g_signal_connect(connection, "closed", G_CALLBACK(OnConnectionClosed), service);
+    GCredentials *credentials = g_dbus_connection_get_peer_credentials(connection);
+    Log(LogLevel::kDebug, "client connected (uid %d, pid %d)",
+        credentials ? static_cast<int>(g_credentials_get_unix_user(credentials, nullptr)) : -1,
+        credentials ? static_cast<int>(g_credentials_get_unix_pid(credentials, nullptr)) : -1);
+    return TRUE;
+}
+
+void Service::OnConnectionClosed(GDBusConnection *connection, gboolean, GError *, gpointer self)
+{
+    auto *service = static_cast<Service *>(self);
+    auto it = std::find(service->connections_.begin(), service->connections_.end(), connection);
+    if (it == service->connections_.end())
+        return;
+    service->connections_.erase(it);
+    g_dbus_interface_skeleton_unexport_from_connection(
+        G_DBUS_INTERFACE_SKELETON(service->skeleton_), connection);
+    g_signal_handlers_disconnect_by_data(connection, service);
+    g_object_unref(connection);
+    Log(LogLevel::kDebug, "client disconnected");
+}
+
+/* --- domains --- */
+
+/* The one place that decides which LeaseManager protects a domain's transactions. */
+Result<DomainOptions> Service::DomainOptionsFor(const std::string &path) const
+{
+    DomainOptions options;
+    options.host_id = config_.host_id;
+    switch (config_.lease_backend) {
+    case LeaseBackend::kLocal:
+        options.leases = nullptr; /* the engine's OFD leases on <domain>/leases */
+        break;
+    }
+    Log(LogLevel::kDebug, "domain %s: %s leases, host id %u", path.c_str(),
+        LeaseBackendName(config_.lease_backend), options.host_id);
+    return options;
+}
+
+Result<std::shared_ptr<Service::AttachedDomain>> Service::Find(const std::string &domain) const
+{
+    if (domain.empty())
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             _("no domain given; name it by its uuid or by the path it was "
+                               "attached from (sdm domains lists them)"));
+    auto it = domains_.find(domain);
+    if (it != domains_.end())
+        return it->second;
+    std::string canonical = domain[0] == '/' ? CanonicalPath(domain) : domain;
+    for (const auto &[uuid, entry] : domains_) {
+        if (entry->paths.count(domain) || entry->paths.count(canonical))
+            return entry;
+    }
+    return Status::Error(ErrorCode::kNotFound,
+                         Printf(_("no attached domain '%s'; attach it first (sdm attach PATH) "
+                                  "or see the attached ones (sdm domains)"),
+                                domain.c_str()));
+}
+
+std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::unique_ptr<Domain> domain)
+{
+    auto entry = std::make_shared<AttachedDomain>();
+    const DomainInfo &info = domain->info();
+    entry->paths.insert(info.path);
+    entry->paths.insert(CanonicalPath(info.path));
+    Log(LogLevel::kInfo, _("attached domain %s at %s (durability %s)"), info.uuid.c_str(),
+        info.path.c_str(), info.durability.c_str());
+    entry->domain = std::move(domain);
+    domains_[entry->domain->info().uuid] = entry;
+    return entry;
+}
+
+GVariant *Service::DomainDict(const AttachedDomain &entry) const
+{
+    return dbus::DomainToDict({entry.domain->info(), config_.host_id, true});
+}
+
+/* --- jobs --- */
+
+std::string Service::Submit(const std::string &type, const std::string &object,
+                            const std::shared_ptr<AttachedDomain> &entry, Work work)
+{
+    PruneRecords();
+    auto record = std::make_shared<JobRecord>();
+    record->entry = entry;
+    record->gc = type == "gc";
+    entry->jobs++;
+    if (record->gc)
+        entry->sweeps++;
+    std::string id = jobs_.Submit(type, object,
+                                  [record, work = std::move(work)](OpObserver &observer) {
+                                      return work(observer, *record);
+                                  });
+    records_[id] = record;
+    return id;
+}
+
+Status Service::KeepVolume(Result<VolumeInfo> volume, JobRecord &record)
+{
+    if (!volume.ok())
+        return volume.status();
+    std::lock_guard lock(record.mu);
+    record.volume = std::move(*volume);
+    return Status::Ok();
+}
+
+void Service::PruneRecords()
+{
+    std::set<std::string> known;
+    for (const auto &job : jobs_.List())
+        known.insert(job.id);
+    for (auto it = records_.begin(); it != records_.end();) {
+        if (it->second->settled && !known.count(it->first))
+            it = records_.erase(it);
+        else
+            ++it;
+    }
+}
+
+GVariant *Service::JobDict(const JobSnapshot &job)
+{
+    dbus::JobView view{job, "", std::nullopt, std::nullopt};
+    auto it = records_.find(job.id);
+    if (it != records_.end()) {
+        JobRecord &record = *it->second;
+        view.domain = record.entry->domain->info().uuid;
+        std::lock_guard lock(record.mu);
+        view.volume = record.volume;
+        view.gc_report = record.report;
+    }
+    return dbus::JobToDict(view);
+}
+
+void Service::OnJobEvent(const JobEvent &event)
+{
+    std::lock_guard lock(events_mu_);
+    events_.push_back(event);
+    if (!drain_source_)
+        drain_source_ = g_idle_add(DrainEvents, this);
+}
+
+gboolean Service::DrainEvents(gpointer self)
+{
+    auto *service = static_cast<Service *>(self);
+    std::vector<JobEvent> batch;
+    {
+        std::lock_guard lock(service->events_mu_);
+        batch.swap(service->events_);
+        service->drain_source_ = 0;
+    }
+    for (const auto &event : batch)
+        service->HandleEvent(event);
+    return G_SOURCE_REMOVE;
+}
+
+void Service::HandleEvent(const JobEvent &event)
+{
+    const JobSnapshot &job = event.job;
+    auto it = records_.find(job.id);
+    JobRecord *record = it == records_.end() ? nullptr : it->second.get();
+    LogLevel routine = record && record->quiet ? LogLevel::kDebug : LogLevel::kInfo;
+    std::string label = JobLabel(job);
+
+    if (event.kind == JobEventKind::kProgress) {
+        if (record && job.step != record->last_step) {
+            record->last_step = job.step;
+            Log(routine, "%s: step %s", label.c_str(), job.step.c_str());
+        } else {
+            Log(LogLevel::kDebug, "%s: %llu of %llu", label.c_str(),
+                static_cast<unsigned long long>(job.done),
+                static_cast<unsigned long long>(job.total));
+        }
+        sdm_manager_emit_job_progress(skeleton_, job.id.c_str(), job.step.c_str(), job.done,
+                                      job.total);
+        return;
+    }
+
+    if (job.state == JobState::kFailed || job.state == JobState::kAborted) {
+        Log(job.state == JobState::kFailed ? LogLevel::kWarning : LogLevel::kInfo,
+            "%s: %s: %s: %s", label.c_str(), JobStateName(job.state),
+            ErrorCodeName(job.error.code()), job.error.ToString().c_str());
+    } else if (job.state == JobState::kDone && record && record->gc) {
+        std::optional<GcReport> report;
+        {
+            std::lock_guard lock(record->mu);
+            report = record->report;
+        }
+        if (report)
+            Log(report->collected || report->errors ? LogLevel::kInfo : routine,
+                "%s: done: %u seen, %u collected (%u completed), %u live, %u errors",
+                label.c_str(), report->markers_seen, report->collected,
+                report->rolled_forward, report->skipped_live, report->errors);
+    } else {
+        Log(routine, "%s: %s", label.c_str(), JobStateName(job.state));
+    }
+    sdm_manager_emit_job_changed(skeleton_, JobDict(job));
+    if (record && dbus::IsFinished(job.state))
+        Settle(job, *record);
+}
+
+void Service::Settle(const JobSnapshot &job, JobRecord &record)
+{
+    record.settled = true;
+    record.entry->jobs--;
+    if (record.gc)
+        record.entry->sweeps--;
+    auto waiters = std::move(record.waiters);
+    record.waiters.clear();
+    for (auto &waiter : waiters)
+        CompleteWaiter(*waiter, job, record);
+    CheckStopped();
+}
+
+void Service::CompleteWaiter(Waiter &waiter, const JobSnapshot &job, JobRecord &record)
+{
+    if (waiter.timer)
+        g_source_remove(waiter.timer);
+    waiter.timer = 0;
+    if (!waiter.wants_report) {
+        ReturnDict(waiter.invocation, JobDict(job));
+        return;
+    }
+    std::optional<GcReport> report;
+    {
+        std::lock_guard lock(record.mu);
+        report = record.report;
+    }
+    if (job.state == JobState::kDone && report)
+        ReturnDict(waiter.invocation, dbus::GcReportToDict(*report));
+    else
+        dbus::ReturnError(waiter.invocation,
+                          job.error.ok() ? Status::Error(ErrorCode::kInternal,
+                                                         _("the sweep ended without a report; "
+                                                           "please report this bug"))
+                                         : job.error);
+}
+
+gboolean Service::OnWaitTimeout(gpointer data)
+{
+    auto *waiter = static_cast<Waiter *>(data);
+    Service *service = waiter->service;
+    waiter->timer = 0;
+    auto it = service->records_.find(waiter->job);
+    if (it == service->records_.end())
+        return G_SOURCE_REMOVE;
+    auto &waiters = it->second->waiters;
+    auto mine = std::find_if(waiters.begin(), waiters.end(),
+                             [waiter](const auto &w) { return w.get() == waiter; });
+    if (mine == waiters.end())
+        return G_SOURCE_REMOVE;
+    std::optional<JobSnapshot> job = service->jobs_.Get(waiter->job);
+    if (job)
+        ReturnDict(waiter->invocation, service->JobDict(*job));
+    else
+        dbus::ReturnError(waiter->invocation,
+                          Status::Error(ErrorCode::kNotFound,
+                                        Printf(_("job %s expired while waiting"),
+                                               waiter->job.c_str())));
+    waiters.erase(mine);
+    return G_SOURCE_REMOVE;
+}
+
+void Service::SubmitSweep(const std::shared_ptr<AttachedDomain> &entry, bool dry_run,
+                          GDBusMethodInvocation *invocation)
+{
+    std::string id = Submit("gc", entry->domain->info().uuid, entry,
+                            [dry_run](OpObserver &, JobRecord &record) {
+                                std::lock_guard sweep(record.entry->sweep_mu);
+                                GcOptions options;
+                                options.dry_run = dry_run;
+                                auto report = record.entry->domain->CollectGarbage(options);
+                                if (!report.ok())
+                                    return report.status();
+                                std::lock_guard lock(record.mu);
+                                record.report = *report;
+                                return Status::Ok();
+                            });
+    JobRecord &record = *records_.at(id);
+    if (!invocation) {
+        record.quiet = true;
+        return;
+    }
+    record.waiters.push_back(
+        std::make_unique<Waiter>(Waiter{this, id, invocation, true}));
+}
+
+gboolean Service::OnGcTimer(gpointer self)
+{
+    auto *service = static_cast<Service *>(self);
+    if (service->stopping_)
+        return G_SOURCE_CONTINUE;
+    for (auto &[uuid, entry] : service->domains_) {
+        if (entry->sweeps == 0)
+            service->SubmitSweep(entry, false, nullptr);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+void Service::OffMainLoop(std::function<void()> work, std::function<void()> done)
+{
+    struct Call {
+        Service *service;
+        std::function<void()> work;
+        std::function<void()> done;
+    };
+    auto *call = new Call{this, std::move(work), std::move(done)};
+    worker_calls_++;
+    GTask *task = g_task_new(
+        nullptr, nullptr,
+        [](GObject *, GAsyncResult *, gpointer data) {
+            std::unique_ptr<Call> call(static_cast<Call *>(data));
+            call->done();
+            call->service->worker_calls_--;
+            call->service->CheckStopped();
+        },
+        call);
+    g_task_set_task_data(task, call, nullptr);
+    g_task_run_in_thread(task, [](GTask *t, gpointer, gpointer data, GCancellable *) {
+        static_cast<Call *>(data)->work();
+        g_task_return_boolean(t, TRUE);
+    });
+    g_object_unref(task);
+}
+
+/* --- D-Bus methods --- */
+
+void Service::GetStatus(GDBusMethodInvocation *invocation)
+{
+    uint32_t unfinished = 0;
+    for (const auto &job : jobs_.List())
+        unfinished += dbus::IsFinished(job.state) ? 0 : 1;
+    auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::steady_clock::now() - started_);
+    ReturnDict(invocation, dbus::DictBuilder()
+                               .Str("version", SDM_VERSION)
+                               .U32("host_id", config_.host_id)
+                               .U32("domains", static_cast<uint32_t>(domains_.size()))
+                               .U32("jobs", unfinished)
+                               .U64("uptime", static_cast<uint64_t>(uptime.count()))
+                               .Finish());
+}
+
+void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
+                           GVariant *options)
+{
+    Status status = dbus::CheckOptions(
+        options, {{"io_timeout", "u"}, {"sector_size", "u"}, {"alignment", "t"}},
+        "FormatDomain");
+    if (status.ok())
+        status = RequireAbsolute(path, _("domain path"));
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    FormatParams params;
+    dbus::DictReader reader(options);
+    g_autoptr(GVariant) io_timeout = g_variant_lookup_value(options, "io_timeout", nullptr);
+    g_autoptr(GVariant) sector_size = g_variant_lookup_value(options, "sector_size", nullptr);
+    g_autoptr(GVariant) alignment = g_variant_lookup_value(options, "alignment", nullptr);
+    if (io_timeout)
+        params.io_timeout = reader.U32("io_timeout");
+    if (sector_size)
+        params.sector_size = reader.U32("sector_size");
+    if (alignment)
+        params.alignment = reader.U64("alignment");
+
+    auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
+    std::string where = path;
+    uint32_t host_id = config_.host_id;
+    OffMainLoop([result, where, params] { *result = Domain::Format(where, params); },
+                [result, invocation, host_id] {
+                    const Result<DomainInfo> &info = **result;
+                    if (!info.ok())
+                        return dbus::ReturnError(invocation, info.status());
+                    Log(LogLevel::kInfo, _("formatted domain %s at %s"), info->uuid.c_str(),
+                        info->path.c_str());
+                    ReturnDict(invocation, dbus::DomainToDict({*info, host_id, false}));
+                });
+}
+
+void Service::AttachDomain(GDBusMethodInvocation *invocation, const char *path)
+{
+    Status status = RequireAbsolute(path, _("domain path"));
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    if (auto attached = Find(path); attached.ok())
+        return ReturnDict(invocation, DomainDict(**attached));
+    auto options = DomainOptionsFor(path);
+    if (!options.ok())
+        return dbus::ReturnError(invocation, options.status());
+
+    struct Opened {
+        std::optional<Result<std::unique_ptr<Domain>>> domain;
+        std::optional<std::string> real;
+    };
+    auto opened = std::make_shared<Opened>();
+    std::string where = path;
+    OffMainLoop(
+        [opened, where, options = *options] {
+            opened->domain.emplace(Domain::Open(where, options));
+            opened->real = RealPath(where);
+        },
+        [this, opened, where, invocation] {
+            auto &domain = *opened->domain;
+            if (!domain.ok())
+                return dbus::ReturnError(invocation, domain.status());
+            /* Attached meanwhile, or under another path: the first handle stays. */
+            auto existing = domains_.find((*domain)->info().uuid);
+            auto entry = existing != domains_.end() ? existing->second
+                                                    : Adopt(std::move(*domain));
+            entry->paths.insert(where);
+            if (opened->real)
+                entry->paths.insert(*opened->real);
+            ReturnDict(invocation, DomainDict(*entry));
+        });
+}
+
+void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain)
+{
+    auto entry = Find(domain);
+    if (!entry.ok())
+        return dbus::ReturnError(invocation, entry.status());
+    const std::string uuid = (*entry)->domain->info().uuid;
+    if ((*entry)->jobs > 0)
+        return dbus::ReturnError(
+            invocation,
+            Status::Error(ErrorCode::kBusy,
+                          Printf(_("domain %s has %d unfinished jobs; wait for them or cancel "
+                                   "them (sdm jobs, sdm cancel JOB), then detach"),
+                                 uuid.c_str(), (*entry)->jobs)));
+    domains_.erase(uuid);
+    Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
+    sdm_manager_complete_detach_domain(skeleton_, invocation);
+}
+
+void Service::ListDomains(GDBusMethodInvocation *invocation)
+{
+    GVariantBuilder list;
+    g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
+    for (const auto &[uuid, entry] : domains_)
+        g_variant_builder_add_value(&list, DomainDict(*entry));
+    sdm_manager_complete_list_domains(skeleton_, invocation, g_variant_builder_end(&list));
+}
+
+void Service::GetDomain(GDBusMethodInvocation *invocation, const char *domain)
+{
+    auto entry = Find(domain);
+    if (!entry.ok())
+        return dbus::ReturnError(invocation, entry.status());
+    ReturnDict(invocation, DomainDict(**entry));
+}
+
+void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name, guint64 capacity, GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok())
+        status = dbus::CheckOptions(options, {{"format", "s"}, {"prealloc", "s"}, {"backing", "s"}},
+                                    "CreateVolume");
+    CreateParams params;
+    params.name = name;
+    params.capacity = capacity;
+    dbus::DictReader reader(options);
+    std::string format = reader.Str("format");
+    std::string prealloc = reader.Str("prealloc");
+    params.backing = reader.Str("backing");
+    if (status.ok() && !format.empty()) {
+        auto parsed = ParseVolumeFormat(format);
+        if (!parsed)
+            status = Status::Error(ErrorCode::kInvalidArgument,
+                                   Printf(_("unknown format '%s'; use raw or qcow2"),
+                                          format.c_str()));
+        params.format = parsed.value_or(VolumeFormat::kRaw);
+    }
+    if (status.ok() && !prealloc.empty()) {
+        auto parsed = ParsePreallocation(prealloc);
+        if (!parsed)
+            status = Status::Error(ErrorCode::kInvalidArgument,
+                                   Printf(_("unknown preallocation '%s'; use sparse, full or "
+                                            "metadata"),
+                                          prealloc.c_str()));
+        params.prealloc = parsed.value_or(Preallocation::kSparse);
+    }
+    if (status.ok() && !params.backing.empty())
+        status = layout::ValidateVolumeName(params.backing);
+    if (status.ok() && capacity == 0 && params.backing.empty())
+        status = NoCapacity();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string id = Submit("create", name, *entry,
+                            [params](OpObserver &observer, JobRecord &record) {
+                                return KeepVolume(
+                                    record.entry->domain->CreateVolume(params, &observer), record);
+                            });
+    sdm_manager_complete_create_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::CloneVolume(GDBusMethodInvocation *invocation, const char *domain,
+                          const char *source, const char *name, GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(source) : entry.status();
+    if (status.ok())
+        status = layout::ValidateVolumeName(name);
+    if (status.ok())
+        status = dbus::CheckOptions(options, {{"format", "s"}}, "CloneVolume");
+    CloneParams params;
+    params.source = source;
+    params.name = name;
+    std::string format = dbus::DictReader(options).Str("format");
+    if (status.ok() && !format.empty()) {
+        params.format = ParseVolumeFormat(format);
+        if (!params.format)
+            status = Status::Error(ErrorCode::kInvalidArgument,
+                                   Printf(_("unknown format '%s'; use raw or qcow2"),
+                                          format.c_str()));
+    }
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string id = Submit("clone", name, *entry,
+                            [params](OpObserver &observer, JobRecord &record) {
+                                return KeepVolume(
+                                    record.entry->domain->CloneVolume(params, &observer), record);
+                            });
+    sdm_manager_complete_clone_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::DeleteVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string volume = name;
+    std::string id = Submit("delete", volume, *entry,
+                            [volume](OpObserver &observer, JobRecord &record) {
+                                return record.entry->domain->DeleteVolume(volume, &observer);
+                            });
+    sdm_manager_complete_delete_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::ResizeVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name, guint64 capacity)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok() && capacity == 0)
+        status = NoCapacity();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string volume = name;
+    std::string id = Submit("resize", volume, *entry,
+                            [volume, capacity](OpObserver &observer, JobRecord &record) {
+                                return KeepVolume(record.entry->domain->ResizeVolume(
+                                                      volume, capacity, &observer),
+                                                  record);
+                            });
+    sdm_manager_complete_resize_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    auto found = std::make_shared<std::optional<Result<VolumeInfo>>>();
+    OffMainLoop([found, target = *entry, volume = std::string(name)] {
+                    *found = target->domain->LookupVolume(volume);
+                },
+                [found, invocation] {
+                    const Result<VolumeInfo> &volume = **found;
+                    if (!volume.ok())
+                        return dbus::ReturnError(invocation, volume.status());
+                    ReturnDict(invocation, dbus::VolumeToDict(*volume));
+                });
+}
+
+void Service::ListVolumes(GDBusMethodInvocation *invocation, const char *domain)
+{
+    auto entry = Find(domain);
+    if (!entry.ok())
+        return dbus::ReturnError(invocation, entry.status());
+    auto listed = std::make_shared<std::optional<Result<std::vector<VolumeInfo>>>>();
+    OffMainLoop([listed, target = *entry] { *listed = target->domain->ListVolumes(); },
+                [listed, invocation] {
+                    const auto &volumes = **listed;
+                    if (!volumes.ok())
+                        return dbus::ReturnError(invocation, volumes.status());
+                    GVariantBuilder list;
+                    g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
+                    for (const auto &volume : *volumes)
+                        g_variant_builder_add_value(&list, dbus::VolumeToDict(volume));
+                    g_dbus_method_invocation_return_value(
+                        invocation, g_variant_new("(aa{sv})", &list));
+                });
+}
+
+void Service::GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain,
+                          const char *name)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok()) {
+        switch (config_.lease_backend) {
+        case LeaseBackend::kLocal:
+            status = Status::Error(
+                ErrorCode::kUnsupported,
+                Printf(_("domain %s is not attached with sanlock leases (this sdmd uses local "
+                         "leases), so there is no lockspace for a <lease> element; set "
+                         "lease_backend=sanlock in sdmd.conf for VMs that run on several hosts"),
+                       (*entry)->domain->info().uuid.c_str()));
+            break;
+        }
+    }
+    dbus::ReturnError(invocation, status);
+}
+
+void Service::CollectGarbage(GDBusMethodInvocation *invocation, const char *domain,
+                             gboolean dry_run)
+{
+    auto entry = Find(domain);
+    if (!entry.ok())
+        return dbus::ReturnError(invocation, entry.status());
+    SubmitSweep(*entry, dry_run, invocation);
+}
+
+void Service::CheckDomain(GDBusMethodInvocation *invocation, const char *domain)
+{
+    auto entry = Find(domain);
+    if (!entry.ok())
+        return dbus::ReturnError(invocation, entry.status());
+    auto checked = std::make_shared<std::optional<Result<CheckReport>>>();
+    OffMainLoop([checked, target = *entry] { *checked = target->domain->Check(); },
+                [checked, invocation] {
+                    const Result<CheckReport> &report = **checked;
+                    if (!report.ok())
+                        return dbus::ReturnError(invocation, report.status());
+                    ReturnDict(invocation, dbus::CheckReportToDict(*report));
+                });
+}
+
+void Service::ListHosts(GDBusMethodInvocation *invocation, const char *domain)
+{
+    auto entry = Find(domain);
+    if (!entry.ok())
+        return dbus::ReturnError(invocation, entry.status());
+    GVariantBuilder hosts;
+    g_variant_builder_init(&hosts, G_VARIANT_TYPE("a(ttst)"));
+    switch (config_.lease_backend) {
+    case LeaseBackend::kLocal: {
+        /* Local leases know one host: this one, alive since it answers. */
+        auto now = std::chrono::system_clock::now().time_since_epoch();
+        g_variant_builder_add(
+            &hosts, "(ttst)", static_cast<guint64>(config_.host_id), static_cast<guint64>(0),
+            kHostLive,
+            static_cast<guint64>(std::chrono::duration_cast<std::chrono::seconds>(now).count()));
+        break;
+    }
+    }
+    sdm_manager_complete_list_hosts(skeleton_, invocation, g_variant_builder_end(&hosts));
+}
+
+void Service::ListJobs(GDBusMethodInvocation *invocation)
+{
+    PruneRecords();
+    GVariantBuilder list;
+    g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
+    for (const auto &job : jobs_.List())
+        g_variant_builder_add_value(&list, JobDict(job));
+    sdm_manager_complete_list_jobs(skeleton_, invocation, g_variant_builder_end(&list));
+}
+
+void Service::GetJob(GDBusMethodInvocation *invocation, const char *id)
+{
+    std::optional<JobSnapshot> job = jobs_.Get(id);
+    if (!job)
+        return dbus::ReturnError(invocation, NoSuchJob(id));
+    ReturnDict(invocation, JobDict(*job));
+}
+
+void Service::WaitJob(GDBusMethodInvocation *invocation, const char *id, guint timeout_ms)
+{
+    std::optional<JobSnapshot> job = jobs_.Get(id);
+    if (!job)
+        return dbus::ReturnError(invocation, NoSuchJob(id));
+    auto it = records_.find(id);
+    if (dbus::IsFinished(job->state) || timeout_ms == 0 || it == records_.end() ||
+        it->second->settled)
+        return ReturnDict(invocation, JobDict(*job));
+    auto waiter = std::make_unique<Waiter>(Waiter{this, id, invocation, false});
+    waiter->timer = g_timeout_add(timeout_ms, OnWaitTimeout, waiter.get());
+    it->second->waiters.push_back(std::move(waiter));
+}
+
+void Service::CancelJob(GDBusMethodInvocation *invocation, const char *id)
+{
+    Status status = jobs_.Cancel(id);
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    Log(LogLevel::kInfo, "%s: cancel requested", id);
+    sdm_manager_complete_cancel_job(skeleton_, invocation);
+}
+
+}  // namespace sdm::daemon

@@ -1,0 +1,146 @@
+/* sdmd's service: the engine served over D-Bus, peer to peer on a unix socket.
+ *
+ * The Service owns the attached domains, one JobManager and the GDBusServer, and exports
+ * the org.libvirt.Sdm1.Manager skeleton on every accepted connection. Operations that
+ * change storage run as jobs on their own threads; reads that touch storage run on GLib's
+ * worker pool; nothing that may wait on storage or a lock runs on the main loop.
+ *
+ * Threading: every method and all state of the Service belong to the thread running the
+ * default GMainContext, except the job-event queue (its own mutex) and the per-job results
+ * that job threads fill in (JobRecord::mu). Job threads reach the main loop only through
+ * that queue. */
+#pragma once
+
+#include <gio/gio.h>
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend/daemon/config.h"
+#include "sdm/domain.h"
+#include "sdm/job.h"
+
+struct _SdmManager;
+
+namespace sdm::daemon {
+
+class Service {
+public:
+    explicit Service(Config config);
+    ~Service();
+    Service(const Service &) = delete;
+    Service &operator=(const Service &) = delete;
+
+    /* Attaches the configured domains (a failure is logged, not fatal), then listens on
+     * the socket: a stale socket is replaced, a live one (another sdmd) refused. */
+    Status Start();
+
+    /* Stops accepting, cancels every job and returns at once; `done` runs on the main
+     * loop when all jobs and worker calls have ended, or with false when `grace` passes
+     * first. */
+    void Stop(std::chrono::milliseconds grace, std::function<void(bool clean)> done);
+
+private:
+    struct AttachedDomain;
+    struct JobRecord;
+    struct Waiter;
+    template <typename T> struct Handler;
+
+    /* --- server and connections --- */
+    Status Listen();
+    static gboolean OnNewConnection(GDBusServer *server, GDBusConnection *connection,
+                                    gpointer self);
+    static void OnConnectionClosed(GDBusConnection *connection, gboolean remote_peer_vanished,
+                                   GError *error, gpointer self);
+    static gboolean OnAllowMechanism(GDBusAuthObserver *observer, const char *mechanism,
+                                     gpointer self);
+    static gboolean OnAuthorizePeer(GDBusAuthObserver *observer, GIOStream *stream,
+                                    GCredentials *credentials, gpointer self);
+    bool PeerAllowed(GCredentials *credentials) const;
+    template <auto Method> void Connect(const char *signal);
+
+    /* --- domains --- */
+    Result<DomainOptions> DomainOptionsFor(const std::string &path) const;
+    Result<std::shared_ptr<AttachedDomain>> Find(const std::string &domain) const;
+    std::shared_ptr<AttachedDomain> Adopt(std::unique_ptr<Domain> domain);
+    GVariant *DomainDict(const AttachedDomain &entry) const;
+
+    /* --- jobs --- */
+    using Work = std::function<Status(OpObserver &observer, JobRecord &record)>;
+    std::string Submit(const std::string &type, const std::string &object,
+                       const std::shared_ptr<AttachedDomain> &entry, Work work);
+    /* A job's outcome from an operation that makes a volume, kept as the job's result. */
+    static Status KeepVolume(Result<VolumeInfo> volume, JobRecord &record);
+    GVariant *JobDict(const JobSnapshot &job);
+    void OnJobEvent(const JobEvent &event);         /* job threads */
+    static gboolean DrainEvents(gpointer self);      /* main loop */
+    void HandleEvent(const JobEvent &event);
+    void Settle(const JobSnapshot &job, JobRecord &record);
+    void CompleteWaiter(Waiter &waiter, const JobSnapshot &job, JobRecord &record);
+    static gboolean OnWaitTimeout(gpointer waiter);
+    void PruneRecords();
+    static gboolean OnGcTimer(gpointer self);
+    void SubmitSweep(const std::shared_ptr<AttachedDomain> &entry, bool dry_run,
+                     GDBusMethodInvocation *invocation);
+
+    /* Runs `work` on GLib's worker pool, then `done` on the main loop. */
+    void OffMainLoop(std::function<void()> work, std::function<void()> done);
+    void CheckStopped();
+
+    /* --- D-Bus methods, in the order of xml/org.libvirt.Sdm1.xml --- */
+    void GetStatus(GDBusMethodInvocation *invocation);
+    void FormatDomain(GDBusMethodInvocation *invocation, const char *path, GVariant *options);
+    void AttachDomain(GDBusMethodInvocation *invocation, const char *path);
+    void DetachDomain(GDBusMethodInvocation *invocation, const char *domain);
+    void ListDomains(GDBusMethodInvocation *invocation);
+    void GetDomain(GDBusMethodInvocation *invocation, const char *domain);
+    void CreateVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
+                      guint64 capacity, GVariant *options);
+    void CloneVolume(GDBusMethodInvocation *invocation, const char *domain, const char *source,
+                     const char *name, GVariant *options);
+    void DeleteVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name);
+    void ResizeVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
+                      guint64 capacity);
+    void LookupVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name);
+    void ListVolumes(GDBusMethodInvocation *invocation, const char *domain);
+    void GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain, const char *name);
+    void CollectGarbage(GDBusMethodInvocation *invocation, const char *domain,
+                        gboolean dry_run);
+    void CheckDomain(GDBusMethodInvocation *invocation, const char *domain);
+    void ListHosts(GDBusMethodInvocation *invocation, const char *domain);
+    void ListJobs(GDBusMethodInvocation *invocation);
+    void GetJob(GDBusMethodInvocation *invocation, const char *id);
+    void WaitJob(GDBusMethodInvocation *invocation, const char *id, guint timeout_ms);
+    void CancelJob(GDBusMethodInvocation *invocation, const char *id);
+
+    const Config config_;
+    const std::chrono::steady_clock::time_point started_;
+    JobManager jobs_;
+    uint64_t subscription_ = 0;
+
+    GDBusServer *server_ = nullptr;
+    GDBusAuthObserver *auth_ = nullptr;
+    _SdmManager *skeleton_ = nullptr;
+    std::vector<GDBusConnection *> connections_;
+    guint gc_timer_ = 0;
+
+    std::map<std::string, std::shared_ptr<AttachedDomain>> domains_; /* by uuid */
+    std::map<std::string, std::shared_ptr<JobRecord>> records_;     /* by job id */
+    int worker_calls_ = 0;
+
+    std::mutex events_mu_;
+    std::vector<JobEvent> events_;   /* guarded by events_mu_ */
+    guint drain_source_ = 0;         /* guarded by events_mu_ */
+
+    bool stopping_ = false;
+    guint stop_timer_ = 0;
+    std::function<void(bool)> stopped_;
+};
+
+}  // namespace sdm::daemon
