@@ -7,6 +7,7 @@ packages=(
     meson ninja-build pkg-config g++ gettext
     libglib2.0-dev libxml2-dev libgtest-dev libgmock-dev googletest
     qemu-utils
+    sanlock libsanlock-dev
 )
 
 missing=()
