@@ -42,6 +42,17 @@ public:
 
     void SetImage(const std::string &image) { image_ = image; }
 
+    /* Reaches the operation's marker step and begins its transaction. */
+    Status BeginTransaction(const char *step, const meta::Marker &marker)
+    {
+        SDM_RETURN_IF_ERROR(Enter(step));
+        auto tx = Transaction::Begin(domain_, marker);
+        if (!tx.ok())
+            return tx.status();
+        tx_.emplace(std::move(*tx));
+        return Status::Ok();
+    }
+
     /* Settles the transaction, if one began, and adds the context to the error. */
     Status Fail(Status status)
     {
@@ -362,11 +373,8 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
     m.slot = reservation.slot();
 
     status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.Enter("create.marker"));
-        auto tx = Transaction::Begin(*this, NewMarker(*this, meta::TxOp::kCreate, m, new_image));
-        if (!tx.ok())
-            return tx.status();
-        run.tx().emplace(std::move(*tx));
+        SDM_RETURN_IF_ERROR(run.BeginTransaction(
+            "create.marker", NewMarker(*this, meta::TxOp::kCreate, m, new_image)));
         Transaction &t = *run.tx();
 
         SDM_RETURN_IF_ERROR(run.Enter("create.image-dir"));
@@ -487,11 +495,8 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
     m.slot = reservation.slot();
 
     status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.Enter("clone.marker"));
-        auto tx = Transaction::Begin(*this, NewMarker(*this, meta::TxOp::kClone, m, true));
-        if (!tx.ok())
-            return tx.status();
-        run.tx().emplace(std::move(*tx));
+        SDM_RETURN_IF_ERROR(run.BeginTransaction(
+            "clone.marker", NewMarker(*this, meta::TxOp::kClone, m, true)));
         Transaction &t = *run.tx();
 
         SDM_RETURN_IF_ERROR(run.Enter("clone.image-dir"));
@@ -583,11 +588,8 @@ Status FileDomain::DeleteVolume(const std::string &name, OpObserver *observer)
     const bool whole_image = image->volumes.size() == 1 && image->bad.empty();
 
     status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.Enter("delete.marker"));
-        auto tx = Transaction::Begin(*this, NewMarker(*this, meta::TxOp::kDelete, *m, whole_image));
-        if (!tx.ok())
-            return tx.status();
-        run.tx().emplace(std::move(*tx));
+        SDM_RETURN_IF_ERROR(run.BeginTransaction(
+            "delete.marker", NewMarker(*this, meta::TxOp::kDelete, *m, whole_image)));
         Transaction &t = *run.tx();
         SDM_RETURN_IF_ERROR(run.Enter("delete.durable"));
         SDM_RETURN_IF_ERROR(t.MakeDurable());
@@ -651,14 +653,10 @@ Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t ca
         return run.Fail(VolumeBusy(name, lease.status()));
 
     status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.Enter("resize.marker"));
         meta::Marker marker = NewMarker(*this, meta::TxOp::kResize, m, false);
         marker.old_capacity = m.capacity;
         marker.new_capacity = capacity;
-        auto tx = Transaction::Begin(*this, marker);
-        if (!tx.ok())
-            return tx.status();
-        run.tx().emplace(std::move(*tx));
+        SDM_RETURN_IF_ERROR(run.BeginTransaction("resize.marker", marker));
         SDM_RETURN_IF_ERROR(run.Enter("resize.durable"));
         SDM_RETURN_IF_ERROR(run.tx()->MakeDurable());
 
