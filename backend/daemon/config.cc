@@ -21,10 +21,11 @@ namespace {
 constexpr char kGroup[] = "sdmd";
 constexpr uint32_t kMaxHostId = 2000;
 constexpr uint32_t kMaxInterval = 7 * 24 * 3600;
+constexpr uint32_t kMaxLingerMs = 60 * 1000;
 
 constexpr const char *kKeys[] = {
     "socket", "socket_group", "host_id", "gc_interval", "job_expiry",
-    "lease_backend", "domains", "log_level",
+    "lease_backend", "sanlock_run_dir", "domain_lease_linger_ms", "domains", "log_level",
 };
 
 std::string KnownKeys()
@@ -167,12 +168,26 @@ Status ReadRest(const Reader &r, Config *config)
         SDM_RETURN_IF_ERROR(r.Uint("job_expiry", 1, kMaxInterval, &config->job_expiry));
     if (r.Has("lease_backend")) {
         std::string backend = r.String("lease_backend");
-        if (backend != LeaseBackendName(LeaseBackend::kLocal))
+        if (backend == LeaseBackendName(LeaseBackend::kLocal))
+            config->lease_backend = LeaseBackend::kLocal;
+        else if (backend == LeaseBackendName(LeaseBackend::kSanlock))
+            config->lease_backend = LeaseBackend::kSanlock;
+        else
             return r.Error("lease_backend",
                            "'" + backend +
-                               _("' is not a lease backend this sdmd has; use local (sanlock "
-                                 "leases come with a later release)"));
+                               _("' is not a lease backend; use local (one host) or sanlock "
+                                 "(shared storage, needs a running sanlock daemon)"));
     }
+    if (r.Has("sanlock_run_dir")) {
+        config->sanlock_run_dir = r.String("sanlock_run_dir");
+        if (!config->sanlock_run_dir.empty() && config->sanlock_run_dir[0] != '/')
+            return r.Error("sanlock_run_dir",
+                           _("give the sanlock daemon's run directory as an absolute path, "
+                             "or leave the key out for sanlock's default"));
+    }
+    if (r.Has("domain_lease_linger_ms"))
+        SDM_RETURN_IF_ERROR(r.Uint("domain_lease_linger_ms", 0, kMaxLingerMs,
+                                   &config->domain_lease_linger_ms));
     if (r.Has("domains")) {
         config->domains = r.List("domains");
         for (const auto &path : config->domains) {
@@ -200,6 +215,7 @@ const char *LeaseBackendName(LeaseBackend backend)
 {
     switch (backend) {
     case LeaseBackend::kLocal: return "local";
+    case LeaseBackend::kSanlock: return "sanlock";
     }
     return "unknown";
 }

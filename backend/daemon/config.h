@@ -19,7 +19,7 @@ inline constexpr char kDefaultConfigPath[] = "/etc/libvirt-sdm/sdmd.conf";
 
 /* Which LeaseManager protects an attached domain's transactions (see
  * Service::DomainOptionsFor). */
-enum class LeaseBackend { kLocal };
+enum class LeaseBackend { kLocal, kSanlock };
 
 struct Config {
     std::string socket = "/run/sdmd/sdmd.sock";
@@ -28,6 +28,8 @@ struct Config {
     uint32_t gc_interval = 60;         /* seconds between sweeps; 0 disables the timer */
     uint32_t job_expiry = 600;         /* seconds a finished job stays listed */
     LeaseBackend lease_backend = LeaseBackend::kLocal;
+    std::string sanlock_run_dir;       /* empty: sanlock's default run directory */
+    uint32_t domain_lease_linger_ms = 200; /* DomainOptions::domain_lease_linger */
     std::vector<std::string> domains;  /* attached at start */
     LogLevel log_level = LogLevel::kInfo;
 };

@@ -27,12 +27,27 @@
 #include "backend/daemon/sdm1-dbus.h"
 #include "backend/engine/i18n.h"
 #include "backend/engine/layout.h"
+#include "backend/sanlock/sanlock_lease.h"
 
 namespace sdm::daemon {
 
 namespace {
 
 constexpr char kHostLive[] = "LIVE";
+/* Volume slots a sanlock domain starts with; more are written as volumes need them. */
+constexpr uint64_t kInitialSlots = 64;
+
+SanlockGeometry SanlockGeometryOf(const DomainInfo &info)
+{
+    SanlockGeometry g;
+    g.lockspace = info.lockspace;
+    g.ids_path = info.path + "/" + layout::kIds;
+    g.leases_path = info.path + "/" + layout::kLeases;
+    g.alignment = info.alignment;
+    g.sector_size = info.sector_size;
+    g.io_timeout = info.io_timeout;
+    return g;
+}
 
 std::string CanonicalPath(const std::string &path)
 {
@@ -85,13 +100,54 @@ std::string JobLabel(const JobSnapshot &job)
 
 }  // namespace
 
+/* An attached domain. With sanlock leases the engine's Domain is opened only once the
+ * lockspace is joined, because the markers it writes carry this host's generation. */
 struct Service::AttachedDomain {
-    std::shared_ptr<Domain> domain;
+    DomainInfo info;              /* as read at attach; immutable afterwards */
+    std::string path;             /* where the engine opens it */
+    DomainOptions options;        /* generation filled in by Ready() */
+    std::shared_ptr<SanlockLeaseManager> sanlock; /* null with local leases */
+    std::mutex open_mu;
+    std::shared_ptr<Domain> domain; /* guarded by open_mu; null until Ready() opened it */
+
+    /* The engine's Domain, once the lockspace is joined (waiting at most the lock
+     * timeout). Blocks: job threads and worker calls only. */
+    Result<std::shared_ptr<Domain>> Ready();
+    /* Runs `use` on the ready Domain, or returns why it is not ready. */
+    template <typename F>
+    auto With(F use) -> decltype(use(std::declval<Domain &>()))
+    {
+        auto ready = Ready();
+        if (!ready.ok())
+            return ready.status();
+        return use(**ready);
+    }
     std::set<std::string> paths;  /* as attached, canonical and real: what callers may use */
     int jobs = 0;                 /* unfinished jobs on the domain (main loop) */
     int sweeps = 0;               /* of those, gc jobs (main loop) */
     std::mutex sweep_mu;          /* one sweep at a time (job threads) */
 };
+
+Result<std::shared_ptr<Domain>> Service::AttachedDomain::Ready()
+{
+    std::lock_guard lock(open_mu);
+    if (domain)
+        return domain;
+    if (sanlock) {
+        Status joined = sanlock->WaitJoined(options.lock_timeout);
+        if (!joined.ok())
+            return Status::Error(joined.code(),
+                                 Printf(_("domain %s is not usable yet: this host has not "
+                                          "joined its sanlock lockspace: %s"),
+                                        info.uuid.c_str(), joined.message().c_str()));
+        options.generation = sanlock->generation();
+    }
+    auto opened = Domain::Open(path, options);
+    if (!opened.ok())
+        return opened.status();
+    domain = std::move(*opened);
+    return domain;
+}
 
 /* A call waiting on a job: WaitJob, or CollectGarbage waiting for its report. */
 struct Service::Waiter {
@@ -146,6 +202,9 @@ Service::Service(Config config)
       jobs_(std::chrono::seconds(config_.job_expiry))
 {
     dbus::ErrorQuark();
+    /* libsanlock reads it at its first call, which comes later, from a worker thread. */
+    if (!config_.sanlock_run_dir.empty())
+        g_setenv("SANLOCK_RUN_DIR", config_.sanlock_run_dir.c_str(), TRUE);
     subscription_ = jobs_.Subscribe([this](const JobEvent &event) { OnJobEvent(event); });
     skeleton_ = sdm_manager_skeleton_new();
     Connect<&Service::GetStatus>("handle-get-status");
@@ -215,15 +274,13 @@ Service::~Service()
 Status Service::Start()
 {
     for (const auto &path : config_.domains) {
-        auto options = DomainOptionsFor(path);
-        auto domain = options.ok() ? Domain::Open(path, *options)
-                                   : Result<std::unique_ptr<Domain>>(options.status());
-        if (!domain.ok()) {
+        auto opened = OpenEntry(path);
+        if (!opened.ok()) {
             Log(LogLevel::kError, _("cannot attach domain %s listed in the configuration: %s"),
-                path.c_str(), domain.status().ToString().c_str());
+                path.c_str(), opened.status().ToString().c_str());
             continue;
         }
-        auto entry = Adopt(std::move(*domain));
+        auto entry = Adopt(std::move(*opened));
         entry->paths.insert(path);
         if (auto real = RealPath(path))
             entry->paths.insert(*real);
@@ -452,18 +509,50 @@ void Service::OnConnectionClosed(GDBusConnection *connection, gboolean, GError *
 /* --- domains --- */
 
 /* The one place that decides which LeaseManager protects a domain's transactions. */
-Result<DomainOptions> Service::DomainOptionsFor(const std::string &path) const
+Result<DomainOptions> Service::DomainOptionsFor(const DomainInfo &info) const
 {
     DomainOptions options;
     options.host_id = config_.host_id;
+    options.domain_lease_linger = std::chrono::milliseconds(config_.domain_lease_linger_ms);
     switch (config_.lease_backend) {
     case LeaseBackend::kLocal:
         options.leases = nullptr; /* the engine's OFD leases on <domain>/leases */
         break;
+    case LeaseBackend::kSanlock: {
+        auto sanlock = std::make_shared<SanlockLeaseManager>(SanlockGeometryOf(info),
+                                                             config_.host_id);
+        /* Asynchronous: the join takes seconds; operations wait for it (Ready). */
+        SDM_RETURN_IF_ERROR(sanlock->Join());
+        options.leases = std::move(sanlock);
+        break;
     }
-    Log(LogLevel::kDebug, "domain %s: %s leases, host id %u", path.c_str(),
+    }
+    Log(LogLevel::kDebug, "domain %s: %s leases, host id %u", info.path.c_str(),
         LeaseBackendName(config_.lease_backend), options.host_id);
     return options;
+}
+
+Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path) const
+{
+    /* The lockspace's name is in the domain's metadata: read it before choosing leases. */
+    auto probe = Domain::Open(path);
+    if (!probe.ok())
+        return probe.status();
+    auto entry = std::make_shared<AttachedDomain>();
+    entry->info = (*probe)->info();
+    entry->path = path;
+    probe->reset();
+    auto options = DomainOptionsFor(entry->info);
+    if (!options.ok())
+        return options.status();
+    entry->options = *options;
+    entry->sanlock = std::dynamic_pointer_cast<SanlockLeaseManager>(options->leases);
+    if (!entry->sanlock) {
+        auto ready = entry->Ready();
+        if (!ready.ok())
+            return ready.status();
+    }
+    return entry;
 }
 
 Result<std::shared_ptr<Service::AttachedDomain>> Service::Find(const std::string &domain) const
@@ -486,22 +575,32 @@ Result<std::shared_ptr<Service::AttachedDomain>> Service::Find(const std::string
                                 domain.c_str()));
 }
 
-std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::unique_ptr<Domain> domain)
+std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::shared_ptr<AttachedDomain> entry)
 {
-    auto entry = std::make_shared<AttachedDomain>();
-    const DomainInfo &info = domain->info();
+    const DomainInfo &info = entry->info;
     entry->paths.insert(info.path);
     entry->paths.insert(CanonicalPath(info.path));
-    Log(LogLevel::kInfo, _("attached domain %s at %s (durability %s)"), info.uuid.c_str(),
-        info.path.c_str(), info.durability.c_str());
-    entry->domain = std::move(domain);
-    domains_[entry->domain->info().uuid] = entry;
+    Log(LogLevel::kInfo, _("attached domain %s at %s (durability %s, %s leases)"),
+        info.uuid.c_str(), info.path.c_str(), info.durability.c_str(),
+        LeaseBackendName(config_.lease_backend));
+    domains_[info.uuid] = entry;
+    if (entry->sanlock) {
+        /* Opens the engine's Domain as soon as the join ends, so that `joined` turns true
+         * without waiting for the first operation. */
+        OffMainLoop([entry] {
+                        auto ready = entry->Ready();
+                        if (!ready.ok())
+                            Log(LogLevel::kWarning, "%s", ready.status().ToString().c_str());
+                    },
+                    [] {});
+    }
     return entry;
 }
 
 GVariant *Service::DomainDict(const AttachedDomain &entry) const
 {
-    return dbus::DomainToDict({entry.domain->info(), config_.host_id, true});
+    bool joined = !entry.sanlock || entry.sanlock->generation() != 0;
+    return dbus::DomainToDict({entry.info, config_.host_id, joined});
 }
 
 /* --- jobs --- */
@@ -552,7 +651,7 @@ GVariant *Service::JobDict(const JobSnapshot &job)
     auto it = records_.find(job.id);
     if (it != records_.end()) {
         JobRecord &record = *it->second;
-        view.domain = record.entry->domain->info().uuid;
+        view.domain = record.entry->info.uuid;
         std::lock_guard lock(record.mu);
         view.volume = record.volume;
         view.gc_report = record.report;
@@ -692,12 +791,13 @@ gboolean Service::OnWaitTimeout(gpointer data)
 void Service::SubmitSweep(const std::shared_ptr<AttachedDomain> &entry, bool dry_run,
                           GDBusMethodInvocation *invocation)
 {
-    std::string id = Submit("gc", entry->domain->info().uuid, entry,
+    std::string id = Submit("gc", entry->info.uuid, entry,
                             [dry_run](OpObserver &, JobRecord &record) {
                                 std::lock_guard sweep(record.entry->sweep_mu);
                                 GcOptions options;
                                 options.dry_run = dry_run;
-                                auto report = record.entry->domain->CollectGarbage(options);
+                                auto report = record.entry->With(
+                                    [&](Domain &d) { return d.CollectGarbage(options); });
                                 if (!report.ok())
                                     return report.status();
                                 std::lock_guard lock(record.mu);
@@ -794,7 +894,20 @@ void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
     auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
     std::string where = path;
     uint32_t host_id = config_.host_id;
-    OffMainLoop([result, where, params] { *result = Domain::Format(where, params); },
+    bool sanlock = config_.lease_backend == LeaseBackend::kSanlock;
+    OffMainLoop([result, where, params, sanlock] {
+                    *result = Domain::Format(where, params);
+                    if (!sanlock || !(*result)->ok())
+                        return;
+                    Status areas = SanlockLeaseManager::FormatAreas(
+                        SanlockGeometryOf(***result), kInitialSlots);
+                    if (!areas.ok())
+                        *result = Status::Error(
+                            areas.code(),
+                            Printf(_("domain %s is formatted but its sanlock areas are not: "
+                                     "%s; fix the cause and format the directory again"),
+                                   where.c_str(), areas.message().c_str()));
+                },
                 [result, invocation, host_id] {
                     const Result<DomainInfo> &info = **result;
                     if (!info.ok())
@@ -812,29 +925,26 @@ void Service::AttachDomain(GDBusMethodInvocation *invocation, const char *path)
         return dbus::ReturnError(invocation, status);
     if (auto attached = Find(path); attached.ok())
         return ReturnDict(invocation, DomainDict(**attached));
-    auto options = DomainOptionsFor(path);
-    if (!options.ok())
-        return dbus::ReturnError(invocation, options.status());
 
     struct Opened {
-        std::optional<Result<std::unique_ptr<Domain>>> domain;
+        std::optional<Result<std::shared_ptr<AttachedDomain>>> entry;
         std::optional<std::string> real;
     };
     auto opened = std::make_shared<Opened>();
     std::string where = path;
     OffMainLoop(
-        [opened, where, options = *options] {
-            opened->domain.emplace(Domain::Open(where, options));
+        [this, opened, where] {
+            opened->entry.emplace(OpenEntry(where));
             opened->real = RealPath(where);
         },
         [this, opened, where, invocation] {
-            auto &domain = *opened->domain;
-            if (!domain.ok())
-                return dbus::ReturnError(invocation, domain.status());
+            auto &fresh = *opened->entry;
+            if (!fresh.ok())
+                return dbus::ReturnError(invocation, fresh.status());
             /* Attached meanwhile, or under another path: the first handle stays. */
-            auto existing = domains_.find((*domain)->info().uuid);
+            auto existing = domains_.find((*fresh)->info.uuid);
             auto entry = existing != domains_.end() ? existing->second
-                                                    : Adopt(std::move(*domain));
+                                                    : Adopt(std::move(*fresh));
             entry->paths.insert(where);
             if (opened->real)
                 entry->paths.insert(*opened->real);
@@ -847,7 +957,7 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
     auto entry = Find(domain);
     if (!entry.ok())
         return dbus::ReturnError(invocation, entry.status());
-    const std::string uuid = (*entry)->domain->info().uuid;
+    const std::string uuid = (*entry)->info.uuid;
     if ((*entry)->jobs > 0)
         return dbus::ReturnError(
             invocation,
@@ -855,9 +965,28 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
                           Printf(_("domain %s has %d unfinished jobs; wait for them or cancel "
                                    "them (sdm jobs, sdm cancel JOB), then detach"),
                                  uuid.c_str(), (*entry)->jobs)));
+    auto detached = *entry;
     domains_.erase(uuid);
     Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
-    sdm_manager_complete_detach_domain(skeleton_, invocation);
+    if (!detached->sanlock)
+        return sdm_manager_complete_detach_domain(skeleton_, invocation);
+    auto left = std::make_shared<Status>();
+    OffMainLoop(
+        [detached, left] {
+            {
+                /* The engine gives back its lingering domain lease when it closes. */
+                std::lock_guard lock(detached->open_mu);
+                detached->domain.reset();
+            }
+            *left = detached->sanlock->Leave();
+        },
+        [this, left, uuid, invocation] {
+            if (!left->ok())
+                Log(LogLevel::kWarning,
+                    _("domain %s is detached but this host is still in its lockspace: %s"),
+                    uuid.c_str(), left->ToString().c_str());
+            sdm_manager_complete_detach_domain(skeleton_, invocation);
+        });
 }
 
 void Service::ListDomains(GDBusMethodInvocation *invocation)
@@ -917,8 +1046,10 @@ void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain
         return dbus::ReturnError(invocation, status);
     std::string id = Submit("create", name, *entry,
                             [params](OpObserver &observer, JobRecord &record) {
-                                return KeepVolume(
-                                    record.entry->domain->CreateVolume(params, &observer), record);
+                                return KeepVolume(record.entry->With([&](Domain &d) {
+                                    return d.CreateVolume(params, &observer);
+                                }),
+                                                  record);
                             });
     sdm_manager_complete_create_volume(skeleton_, invocation, id.c_str());
 }
@@ -947,8 +1078,10 @@ void Service::CloneVolume(GDBusMethodInvocation *invocation, const char *domain,
         return dbus::ReturnError(invocation, status);
     std::string id = Submit("clone", name, *entry,
                             [params](OpObserver &observer, JobRecord &record) {
-                                return KeepVolume(
-                                    record.entry->domain->CloneVolume(params, &observer), record);
+                                return KeepVolume(record.entry->With([&](Domain &d) {
+                                    return d.CloneVolume(params, &observer);
+                                }),
+                                                  record);
                             });
     sdm_manager_complete_clone_volume(skeleton_, invocation, id.c_str());
 }
@@ -963,7 +1096,8 @@ void Service::DeleteVolume(GDBusMethodInvocation *invocation, const char *domain
     std::string volume = name;
     std::string id = Submit("delete", volume, *entry,
                             [volume](OpObserver &observer, JobRecord &record) {
-                                return record.entry->domain->DeleteVolume(volume, &observer);
+                                return record.entry->With(
+                                    [&](Domain &d) { return d.DeleteVolume(volume, &observer); });
                             });
     sdm_manager_complete_delete_volume(skeleton_, invocation, id.c_str());
 }
@@ -980,8 +1114,9 @@ void Service::ResizeVolume(GDBusMethodInvocation *invocation, const char *domain
     std::string volume = name;
     std::string id = Submit("resize", volume, *entry,
                             [volume, capacity](OpObserver &observer, JobRecord &record) {
-                                return KeepVolume(record.entry->domain->ResizeVolume(
-                                                      volume, capacity, &observer),
+                                return KeepVolume(record.entry->With([&](Domain &d) {
+                                    return d.ResizeVolume(volume, capacity, &observer);
+                                }),
                                                   record);
                             });
     sdm_manager_complete_resize_volume(skeleton_, invocation, id.c_str());
@@ -996,7 +1131,7 @@ void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain
         return dbus::ReturnError(invocation, status);
     auto found = std::make_shared<std::optional<Result<VolumeInfo>>>();
     OffMainLoop([found, target = *entry, volume = std::string(name)] {
-                    *found = target->domain->LookupVolume(volume);
+                    *found = target->With([&](Domain &d) { return d.LookupVolume(volume); });
                 },
                 [found, invocation] {
                     const Result<VolumeInfo> &volume = **found;
@@ -1012,7 +1147,9 @@ void Service::ListVolumes(GDBusMethodInvocation *invocation, const char *domain)
     if (!entry.ok())
         return dbus::ReturnError(invocation, entry.status());
     auto listed = std::make_shared<std::optional<Result<std::vector<VolumeInfo>>>>();
-    OffMainLoop([listed, target = *entry] { *listed = target->domain->ListVolumes(); },
+    OffMainLoop([listed, target = *entry] {
+                    *listed = target->With([](Domain &d) { return d.ListVolumes(); });
+                },
                 [listed, invocation] {
                     const auto &volumes = **listed;
                     if (!volumes.ok())
@@ -1039,11 +1176,26 @@ void Service::GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain,
                 Printf(_("domain %s is not attached with sanlock leases (this sdmd uses local "
                          "leases), so there is no lockspace for a <lease> element; set "
                          "lease_backend=sanlock in sdmd.conf for VMs that run on several hosts"),
-                       (*entry)->domain->info().uuid.c_str()));
+                       (*entry)->info.uuid.c_str()));
+            break;
+        case LeaseBackend::kSanlock:
             break;
         }
     }
-    dbus::ReturnError(invocation, status);
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    auto xml = std::make_shared<Result<std::string>>(std::string());
+    OffMainLoop(
+        [xml, target = *entry, volume = std::string(name)] {
+            auto found = target->With([&](Domain &d) { return d.LookupVolume(volume); });
+            *xml = found.ok() ? Result<std::string>(target->sanlock->LeaseXml(found->slot))
+                              : Result<std::string>(found.status());
+        },
+        [this, xml, invocation] {
+            if (!xml->ok())
+                return dbus::ReturnError(invocation, xml->status());
+            sdm_manager_complete_get_lease_xml(skeleton_, invocation, (*xml)->c_str());
+        });
 }
 
 void Service::CollectGarbage(GDBusMethodInvocation *invocation, const char *domain,
@@ -1061,7 +1213,9 @@ void Service::CheckDomain(GDBusMethodInvocation *invocation, const char *domain)
     if (!entry.ok())
         return dbus::ReturnError(invocation, entry.status());
     auto checked = std::make_shared<std::optional<Result<CheckReport>>>();
-    OffMainLoop([checked, target = *entry] { *checked = target->domain->Check(); },
+    OffMainLoop([checked, target = *entry] {
+                    *checked = target->With([](Domain &d) { return d.Check(); });
+                },
                 [checked, invocation] {
                     const Result<CheckReport> &report = **checked;
                     if (!report.ok())
@@ -1075,20 +1229,35 @@ void Service::ListHosts(GDBusMethodInvocation *invocation, const char *domain)
     auto entry = Find(domain);
     if (!entry.ok())
         return dbus::ReturnError(invocation, entry.status());
-    GVariantBuilder hosts;
-    g_variant_builder_init(&hosts, G_VARIANT_TYPE("a(ttst)"));
+    using Hosts = std::vector<SanlockLeaseManager::Host>;
+    auto hosts = std::make_shared<Result<Hosts>>(Hosts());
+    auto reply = [this, hosts, invocation] {
+        if (!hosts->ok())
+            return dbus::ReturnError(invocation, hosts->status());
+        GVariantBuilder list;
+        g_variant_builder_init(&list, G_VARIANT_TYPE("a(ttst)"));
+        for (const auto &host : **hosts) {
+            /* The same spelling for both backends: sanlock's state names, upper case. */
+            g_autofree char *state = g_ascii_strup(host.state.c_str(), -1);
+            g_variant_builder_add(&list, "(ttst)", static_cast<guint64>(host.host_id),
+                                  static_cast<guint64>(host.generation), state,
+                                  static_cast<guint64>(host.timestamp));
+        }
+        sdm_manager_complete_list_hosts(skeleton_, invocation, g_variant_builder_end(&list));
+    };
     switch (config_.lease_backend) {
     case LeaseBackend::kLocal: {
         /* Local leases know one host: this one, alive since it answers. */
         auto now = std::chrono::system_clock::now().time_since_epoch();
-        g_variant_builder_add(
-            &hosts, "(ttst)", static_cast<guint64>(config_.host_id), static_cast<guint64>(0),
-            kHostLive,
-            static_cast<guint64>(std::chrono::duration_cast<std::chrono::seconds>(now).count()));
-        break;
+        **hosts = {{config_.host_id, 0, kHostLive,
+                    static_cast<uint64_t>(
+                        std::chrono::duration_cast<std::chrono::seconds>(now).count())}};
+        return reply();
     }
+    case LeaseBackend::kSanlock:
+        OffMainLoop([hosts, target = *entry] { *hosts = target->sanlock->Hosts(); }, reply);
+        return;
     }
-    sdm_manager_complete_list_hosts(skeleton_, invocation, g_variant_builder_end(&hosts));
 }
 
 void Service::ListJobs(GDBusMethodInvocation *invocation)

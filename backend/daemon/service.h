@@ -66,9 +66,12 @@ private:
     template <auto Method> void Connect(const char *signal);
 
     /* --- domains --- */
-    Result<DomainOptions> DomainOptionsFor(const std::string &path) const;
+    Result<DomainOptions> DomainOptionsFor(const DomainInfo &info) const;
+    /* Reads the domain at `path` and prepares its entry (joining its lockspace with
+     * sanlock leases); blocks, so off the main loop except at Start. */
+    Result<std::shared_ptr<AttachedDomain>> OpenEntry(const std::string &path) const;
     Result<std::shared_ptr<AttachedDomain>> Find(const std::string &domain) const;
-    std::shared_ptr<AttachedDomain> Adopt(std::unique_ptr<Domain> domain);
+    std::shared_ptr<AttachedDomain> Adopt(std::shared_ptr<AttachedDomain> entry);
     GVariant *DomainDict(const AttachedDomain &entry) const;
 
     /* --- jobs --- */
