@@ -583,7 +583,7 @@ SanlockLeaseManager::~SanlockLeaseManager()
 {
     SigpipeBlock no_sigpipe;
     std::lock_guard lock(join_mutex_);
-    if (!join_requested_)
+    if (!join_requested_ || !added_)
         return;
     /* UNUSED: never let the daemon kill holders (VMs, or this process) to leave. */
     sanlk_lockspace ls = MakeLockspace(g_, host_id_);
@@ -602,6 +602,7 @@ Status SanlockLeaseManager::Join()
     int rv = sanlock_add_lockspace_timeout(&ls, SANLK_ADD_ASYNC, g_.io_timeout);
     if (rv == 0 || rv == -EINPROGRESS) {
         join_requested_ = true;
+        added_ = true;
         return Status::Ok();
     }
     if (rv == -EAGAIN) {
@@ -727,6 +728,7 @@ Status SanlockLeaseManager::Leave()
     if (rv != 0 && rv != -ENOENT && rv != -EINPROGRESS)
         return SanlockError(rv, "sanlock_rem_lockspace", LockspaceWhat(g_), g_.ids_path);
     join_requested_ = false;
+    added_ = false;
     joined_ = false;
     generation_ = 0;
     return Status::Ok();

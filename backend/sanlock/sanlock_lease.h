@@ -114,7 +114,11 @@ private:
     const std::unique_ptr<RegistrationPool> pool_;
 
     std::mutex join_mutex_;
-    bool join_requested_ = false; /* this object asked to join: it leaves on destruction */
+    bool join_requested_ = false; /* this object asked to join */
+    /* This object added the lockspace (not found it joined by another process): only then
+     * does its destruction leave it, so a process that merely used the lockspace never
+     * pulls it out from under sdmd. Guarded by join_mutex_. */
+    bool added_ = false;
     std::atomic<bool> joined_{false};
     std::atomic<uint64_t> generation_{0};
 
