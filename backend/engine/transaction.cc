@@ -89,6 +89,13 @@ std::string Transaction::RelPath(const std::string &name) const
     return std::string(layout::kTxDir) + "/" + dir_name_ + "/" + name;
 }
 
+Result<fileio::Fd> Transaction::MakeImageDir(const std::string &image)
+{
+    if (mkdirat(dir_.get(), image.c_str(), 0755) != 0)
+        return Status::FromErrno(errno, RelPath(image));
+    return fileio::OpenDirAt(dir_.get(), image);
+}
+
 Status Transaction::MakeDurable()
 {
     Barrier barrier(domain_->sync_policy());

@@ -69,6 +69,9 @@ public:
     std::string RelPath(const std::string &name) const;
     const meta::Marker &marker() const { return marker_; }
 
+    /* Makes the directory of a new image inside the transaction and opens it. */
+    Result<fileio::Fd> MakeImageDir(const std::string &image);
+
     Status MakeDurable();
     Status Finish();
 

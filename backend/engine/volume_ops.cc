@@ -382,9 +382,7 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
         std::string work_rel = new_image ? t.RelPath(m.image)
                                          : std::string(layout::kTxDir) + "/" + t.dir_name();
         if (new_image) {
-            if (mkdirat(t.dirfd(), m.image.c_str(), 0755) != 0)
-                return Status::FromErrno(errno, work_rel);
-            auto dir = fileio::OpenDirAt(t.dirfd(), m.image);
+            auto dir = t.MakeImageDir(m.image);
             if (!dir.ok())
                 return dir.status();
             work = std::move(*dir);
@@ -500,9 +498,7 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
         Transaction &t = *run.tx();
 
         SDM_RETURN_IF_ERROR(run.Enter("clone.image-dir"));
-        if (mkdirat(t.dirfd(), m.image.c_str(), 0755) != 0)
-            return Status::FromErrno(errno, t.RelPath(m.image));
-        auto work = fileio::OpenDirAt(t.dirfd(), m.image);
+        auto work = t.MakeImageDir(m.image);
         if (!work.ok())
             return work.status();
         /* ILLEGAL until the copy is complete: nobody may use a half-copied volume. */
