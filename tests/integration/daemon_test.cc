@@ -31,24 +31,6 @@ GVariant *Opts(std::initializer_list<std::pair<const char *, GVariant *>> items)
     return g_variant_builder_end(&builder);
 }
 
-std::string Str(GVariant *dict, const char *key)
-{
-    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_STRING);
-    return value ? g_variant_get_string(value, nullptr) : "<missing>";
-}
-
-uint64_t U64(GVariant *dict, const char *key)
-{
-    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_UINT64);
-    return value ? g_variant_get_uint64(value) : ~0ull;
-}
-
-uint32_t U32(GVariant *dict, const char *key)
-{
-    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_UINT32);
-    return value ? g_variant_get_uint32(value) : ~0u;
-}
-
 std::vector<std::string> Strv(GVariant *dict, const char *key)
 {
     std::vector<std::string> items;

@@ -217,4 +217,22 @@ CommandResult RunAs(uid_t uid, gid_t gid, const std::vector<std::string> &argv,
     return result;
 }
 
+std::string Str(GVariant *dict, const char *key)
+{
+    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_STRING);
+    return value ? g_variant_get_string(value, nullptr) : "<missing>";
+}
+
+uint64_t U64(GVariant *dict, const char *key)
+{
+    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_UINT64);
+    return value ? g_variant_get_uint64(value) : ~0ull;
+}
+
+uint32_t U32(GVariant *dict, const char *key)
+{
+    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_UINT32);
+    return value ? g_variant_get_uint32(value) : ~0u;
+}
+
 }  // namespace sdm::testing

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -79,5 +80,10 @@ int WaitExit(pid_t pid);
 /* Runs argv as `uid`/`gid` (supplementary groups dropped) and waits; output captured. */
 CommandResult RunAs(uid_t uid, gid_t gid, const std::vector<std::string> &argv,
                     const std::string &scratch);
+
+/* Typed reads from an a{sv} reply; a missing or mistyped key gives "<missing>", ~0. */
+std::string Str(GVariant *dict, const char *key);
+uint64_t U64(GVariant *dict, const char *key);
+uint32_t U32(GVariant *dict, const char *key);
 
 }  // namespace sdm::testing
