@@ -213,6 +213,7 @@ Service::Service(Config config)
     Connect<&Service::DetachDomain>("handle-detach-domain");
     Connect<&Service::ListDomains>("handle-list-domains");
     Connect<&Service::GetDomain>("handle-get-domain");
+    Connect<&Service::PlanVolume>("handle-plan-volume");
     Connect<&Service::CreateVolume>("handle-create-volume");
     Connect<&Service::CloneVolume>("handle-clone-volume");
     Connect<&Service::DeleteVolume>("handle-delete-volume");
@@ -1006,13 +1007,27 @@ void Service::GetDomain(GDBusMethodInvocation *invocation, const char *domain)
     ReturnDict(invocation, DomainDict(**entry));
 }
 
+/* A uuid or image from PlanVolume, checked before a job starts. */
+static Status CheckPlanned(const std::string &uuid, const std::string &image)
+{
+    for (const std::string *id : {&uuid, &image})
+        if (!id->empty() && !layout::IsUuid(*id))
+            return Status::Error(ErrorCode::kInvalidArgument,
+                                 Printf(_("'%s' is not a planned volume identity (a lowercase "
+                                          "UUID); call PlanVolume or leave uuid and image out"),
+                                        id->c_str()));
+    return Status::Ok();
+}
+
 void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain,
                            const char *name, guint64 capacity, GVariant *options)
 {
     auto entry = Find(domain);
     Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
     if (status.ok())
-        status = dbus::CheckOptions(options, {{"format", "s"}, {"prealloc", "s"}, {"backing", "s"}},
+        status = dbus::CheckOptions(options,
+                                    {{"format", "s"}, {"prealloc", "s"}, {"backing", "s"},
+                                     {"uuid", "s"}, {"image", "s"}},
                                     "CreateVolume");
     CreateParams params;
     params.name = name;
@@ -1021,6 +1036,8 @@ void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain
     std::string format = reader.Str("format");
     std::string prealloc = reader.Str("prealloc");
     params.backing = reader.Str("backing");
+    params.uuid = reader.Str("uuid");
+    params.image = reader.Str("image");
     if (status.ok() && !format.empty()) {
         auto parsed = ParseVolumeFormat(format);
         if (!parsed)
@@ -1040,6 +1057,8 @@ void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain
     }
     if (status.ok() && !params.backing.empty())
         status = layout::ValidateVolumeName(params.backing);
+    if (status.ok())
+        status = CheckPlanned(params.uuid, params.image);
     if (status.ok() && capacity == 0 && params.backing.empty())
         status = NoCapacity();
     if (!status.ok())
@@ -1062,11 +1081,17 @@ void Service::CloneVolume(GDBusMethodInvocation *invocation, const char *domain,
     if (status.ok())
         status = layout::ValidateVolumeName(name);
     if (status.ok())
-        status = dbus::CheckOptions(options, {{"format", "s"}}, "CloneVolume");
+        status = dbus::CheckOptions(options, {{"format", "s"}, {"uuid", "s"}, {"image", "s"}},
+                                    "CloneVolume");
     CloneParams params;
     params.source = source;
     params.name = name;
-    std::string format = dbus::DictReader(options).Str("format");
+    dbus::DictReader reader(options);
+    std::string format = reader.Str("format");
+    params.uuid = reader.Str("uuid");
+    params.image = reader.Str("image");
+    if (status.ok())
+        status = CheckPlanned(params.uuid, params.image);
     if (status.ok() && !format.empty()) {
         params.format = ParseVolumeFormat(format);
         if (!params.format)
@@ -1120,6 +1145,32 @@ void Service::ResizeVolume(GDBusMethodInvocation *invocation, const char *domain
                                                   record);
                             });
     sdm_manager_complete_resize_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::PlanVolume(GDBusMethodInvocation *invocation, const char *domain,
+                         const char *name, GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok())
+        status = dbus::CheckOptions(options, {{"backing", "s"}}, "PlanVolume");
+    CreateParams params;
+    params.name = name;
+    params.backing = dbus::DictReader(options).Str("backing");
+    if (status.ok() && !params.backing.empty())
+        status = layout::ValidateVolumeName(params.backing);
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    auto planned = std::make_shared<std::optional<Result<VolumeInfo>>>();
+    OffMainLoop([planned, target = *entry, params] {
+                    *planned = target->With([&](Domain &d) { return d.PlanVolume(params); });
+                },
+                [planned, invocation] {
+                    const Result<VolumeInfo> &volume = **planned;
+                    if (!volume.ok())
+                        return dbus::ReturnError(invocation, volume.status());
+                    ReturnDict(invocation, dbus::VolumeToDict(*volume));
+                });
 }
 
 void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain,

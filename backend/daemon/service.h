@@ -110,6 +110,8 @@ private:
     void DeleteVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name);
     void ResizeVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
                       guint64 capacity);
+    void PlanVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
+                    GVariant *options);
     void LookupVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name);
     void ListVolumes(GDBusMethodInvocation *invocation, const char *domain);
     void GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain, const char *name);

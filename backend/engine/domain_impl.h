@@ -78,6 +78,7 @@ public:
                const DomainOptions &options);
 
     const DomainInfo &info() const override { return info_; }
+    Result<VolumeInfo> PlanVolume(const CreateParams &params) override;
     Result<VolumeInfo> CreateVolume(const CreateParams &params, OpObserver *observer) override;
     Result<VolumeInfo> CloneVolume(const CloneParams &params, OpObserver *observer) override;
     Status DeleteVolume(const std::string &name, OpObserver *observer) override;

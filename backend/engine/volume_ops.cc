@@ -292,6 +292,38 @@ VolumeInfo FileDomain::NewImageInfo(const meta::VolumeMeta &m)
     return ToInfo(image, m);
 }
 
+/* A planned uuid or image from the caller: a well-formed lowercase UUID or nothing. */
+static Status CheckPlannedId(const std::string &id, const char *what)
+{
+    if (id.empty() || layout::IsUuid(id))
+        return Status::Ok();
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         sdm::Printf(_("planned %s '%s' is not a lowercase UUID; ask "
+                                       "PlanVolume for one or leave it empty"),
+                                     what, id.c_str()));
+}
+
+Result<VolumeInfo> FileDomain::PlanVolume(const CreateParams &params)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(params.name));
+    meta::VolumeMeta m;
+    m.uuid = layout::NewUuid();
+    m.image = layout::NewUuid();
+    m.name = params.name;
+    m.format = params.format;
+    m.capacity = params.capacity;
+    if (!params.backing.empty()) {
+        auto backing = Resolve(params.backing);
+        if (!backing.ok())
+            return backing.status();
+        m.image = backing->image;
+        m.parent = backing->uuid;
+    }
+    Image image;
+    image.uuid = m.image;
+    return ToInfo(image, m);
+}
+
 Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserver *observer)
 {
     OpRun run(*this, observer, params.name);
@@ -299,8 +331,8 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
     if (!status.ok())
         return run.Fail(status);
     meta::VolumeMeta m;
-    m.uuid = layout::NewUuid();
-    m.image = layout::NewUuid();
+    m.uuid = params.uuid.empty() ? layout::NewUuid() : params.uuid;
+    m.image = params.image.empty() ? layout::NewUuid() : params.image;
     m.name = params.name;
     m.format = params.format;
     m.prealloc = params.prealloc;
@@ -310,6 +342,8 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
     std::optional<meta::VolumeMeta> parent;
     status = [&]() -> Status {
         SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(params.name));
+        SDM_RETURN_IF_ERROR(CheckPlannedId(params.uuid, "volume uuid"));
+        SDM_RETURN_IF_ERROR(CheckPlannedId(params.image, "image uuid"));
         if (params.format == VolumeFormat::kRaw && params.prealloc == Preallocation::kMetadata)
             return Status::Error(ErrorCode::kInvalidArgument,
                                  _("metadata preallocation needs the qcow2 format"));
@@ -334,6 +368,12 @@ Result<VolumeInfo> FileDomain::CreateVolume(const CreateParams &params, OpObserv
         auto backing = Resolve(params.backing);
         if (!backing.ok())
             return run.Fail(backing.status());
+        if (!params.image.empty() && params.image != backing->image)
+            return run.Fail(Status::Error(
+                ErrorCode::kInvalidArgument,
+                sdm::Printf(_("a layer lives in its backing volume's image %s, not in the "
+                              "planned image %s; plan the volume again"),
+                            backing->image.c_str(), params.image.c_str())));
         m.image = backing->image;
     }
     run.SetImage(m.image);
@@ -440,6 +480,10 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
     Status status = run.Enter("clone.begin");
     if (status.ok())
         status = layout::ValidateVolumeName(params.name);
+    if (status.ok())
+        status = CheckPlannedId(params.uuid, "volume uuid");
+    if (status.ok())
+        status = CheckPlannedId(params.image, "image uuid");
     if (!status.ok())
         return run.Fail(status);
 
@@ -454,8 +498,8 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
         return run.Fail(source.status());
 
     meta::VolumeMeta m;
-    m.uuid = layout::NewUuid();
-    m.image = layout::NewUuid();
+    m.uuid = params.uuid.empty() ? layout::NewUuid() : params.uuid;
+    m.image = params.image.empty() ? layout::NewUuid() : params.image;
     m.name = params.name;
     m.format = params.format.value_or(source->format);
     m.capacity = source->capacity;

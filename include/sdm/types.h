@@ -42,12 +42,18 @@ struct CreateParams {
     VolumeFormat format = VolumeFormat::kRaw;
     Preallocation prealloc = Preallocation::kSparse;
     std::string backing;     /* name of a volume to layer on (a snapshot layer), or empty */
+    /* Identity chosen beforehand with Domain::PlanVolume, so that a caller (libvirt) can
+     * hand out the volume's key and path before the create runs; empty: chosen here. */
+    std::string uuid;
+    std::string image;       /* a layer's image is its backing volume's */
 };
 
 struct CloneParams {
     std::string source;      /* name of the volume to copy (its whole chain is flattened) */
     std::string name;        /* name of the new volume, in a new image */
     std::optional<VolumeFormat> format; /* default: the source's format */
+    std::string uuid;        /* as in CreateParams: planned identity, or empty */
+    std::string image;
 };
 
 /* What a running operation tells whoever started it. Implementations must be cheap and

@@ -347,6 +347,33 @@ TEST_F(DaemonTest, VolumeMethods)
     EXPECT_EQ(Str(got, "object"), "disk1");
 }
 
+/* libvirt hands out a volume's key and path before the create runs: the planned identity
+ * is the one the create makes, and planning leaves storage alone. */
+TEST_F(DaemonTest, PlannedVolumeIsCreatedAsPlanned)
+{
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    const char *d = uuid_.c_str();
+    g_autoptr(GVariant) plan = Out("PlanVolume", g_variant_new("(ss@a{sv})", d, "web", Opts({})));
+    ASSERT_NE(plan, nullptr);
+    EXPECT_FALSE(Exists(Str(plan, "path")));
+    g_autoptr(GVariant) job = RunJob(
+        "CreateVolume",
+        g_variant_new("(sst@a{sv})", d, "web", kMiB,
+                      Opts({{"uuid", g_variant_new_string(Str(plan, "uuid").c_str())},
+                            {"image", g_variant_new_string(Str(plan, "image").c_str())}})));
+    EXPECT_EQ(Str(job, "state"), "done") << Str(job, "error_message");
+    g_autoptr(GVariant) found = Out("LookupVolume", g_variant_new("(ss)", d, "web"));
+    EXPECT_EQ(Str(found, "uuid"), Str(plan, "uuid"));
+    EXPECT_EQ(Str(found, "path"), Str(plan, "path"));
+    EXPECT_TRUE(Exists(Str(plan, "path")));
+    g_autoptr(GVariant) layer = Out(
+        "PlanVolume",
+        g_variant_new("(ss@a{sv})", d, "web-snap",
+                      Opts({{"backing", g_variant_new_string("web")}})));
+    EXPECT_EQ(Str(layer, "image"), Str(plan, "image"));
+    EXPECT_EQ(Str(layer, "parent"), Str(plan, "uuid"));
+}
+
 /* Each method with each kind of bad input it can get: the right named error, a message,
  * and a daemon that goes on answering. */
 TEST_F(DaemonTest, BadArgumentsGetNamedErrors)
@@ -441,6 +468,23 @@ TEST_F(DaemonTest, BadArgumentsGetNamedErrors)
          not_found},
         {"ResizeVolume", [&] { return g_variant_new("(sst)", d, "", kMiB); }, invalid},
         {"ResizeVolume", [&] { return g_variant_new("(sst)", d, "exists", 0ul); }, invalid},
+        {"PlanVolume", [&] {
+             return g_variant_new("(ss@a{sv})", "no-such-domain", "v", Opts({}));
+         }, not_found},
+        {"PlanVolume", [&] { return g_variant_new("(ss@a{sv})", d, "../v", Opts({})); },
+         invalid},
+        {"PlanVolume", [&] {
+             return g_variant_new("(ss@a{sv})", d, "v",
+                                  Opts({{"backing", g_variant_new_string("absent")}}));
+         }, not_found},
+        {"PlanVolume", [&] {
+             return g_variant_new("(ss@a{sv})", d, "v",
+                                  Opts({{"format", g_variant_new_string("raw")}}));
+         }, invalid},
+        {"CreateVolume", [&] {
+             return g_variant_new("(sst@a{sv})", d, "v", kMiB,
+                                  Opts({{"uuid", g_variant_new_string("../../x")}}));
+         }, invalid},
         {"LookupVolume", [&] { return g_variant_new("(ss)", "no-such-domain", "exists"); },
          not_found},
         {"LookupVolume", [&] { return g_variant_new("(ss)", d, "a/b"); }, invalid},

@@ -173,6 +173,59 @@ TEST_F(DomainTest, CreateRawSparse)
     ExpectClean();
 }
 
+TEST_F(DomainTest, PlannedIdentityIsTheOneCreated)
+{
+    CreateParams p;
+    p.name = "planned";
+    p.capacity = 64 * kMiB;
+    auto plan = domain_->PlanVolume(p);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    EXPECT_FALSE(Exists(plan->path)) << "planning touches no storage";
+    EXPECT_EQ(plan->path, root_ + "/images/" + plan->image + "/" + plan->uuid);
+    p.uuid = plan->uuid;
+    p.image = plan->image;
+    auto v = domain_->CreateVolume(p);
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(v->uuid, plan->uuid);
+    EXPECT_EQ(v->path, plan->path);
+
+    CreateParams layer;
+    layer.name = "planned layer";
+    layer.format = VolumeFormat::kQcow2;
+    layer.backing = "planned";
+    auto layer_plan = domain_->PlanVolume(layer);
+    ASSERT_TRUE(layer_plan.ok()) << layer_plan.status().ToString();
+    EXPECT_EQ(layer_plan->image, v->image) << "a layer lives in its backing volume's image";
+    EXPECT_EQ(layer_plan->parent, v->uuid);
+
+    CreateParams bad = layer;
+    bad.image = plan->uuid; /* a well-formed UUID that is not the backing's image */
+    auto refused = domain_->CreateVolume(bad);
+    EXPECT_EQ(refused.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(refused.status().message().find("plan the volume again"), std::string::npos);
+
+    for (const char *id : {"not-a-uuid", "../../etc", "ABCDEF00-0000-0000-0000-000000000000"}) {
+        CreateParams odd;
+        odd.name = "odd";
+        odd.capacity = kMiB;
+        odd.uuid = id;
+        EXPECT_EQ(domain_->CreateVolume(odd).status().code(), ErrorCode::kInvalidArgument) << id;
+        CloneParams clone;
+        clone.source = "planned";
+        clone.name = "odd clone";
+        clone.image = id;
+        EXPECT_EQ(domain_->CloneVolume(clone).status().code(), ErrorCode::kInvalidArgument)
+            << id;
+    }
+    EXPECT_EQ(domain_->PlanVolume(CreateParams{.name = "a/b"}).status().code(),
+              ErrorCode::kInvalidArgument);
+    CreateParams orphan;
+    orphan.name = "orphan";
+    orphan.backing = "no such volume";
+    EXPECT_EQ(domain_->PlanVolume(orphan).status().code(), ErrorCode::kNotFound);
+    ExpectClean();
+}
+
 TEST_F(DomainTest, CreateRawPreallocatedAndQcow2)
 {
     CreateParams p;
