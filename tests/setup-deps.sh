@@ -8,6 +8,7 @@ packages=(
     libglib2.0-dev libxml2-dev libgtest-dev libgmock-dev googletest
     qemu-utils
     sanlock libsanlock-dev
+    libvirt-daemon libvirt-clients libvirt-dev dpkg-dev binutils python3-libvirt
 )
 
 missing=()
