@@ -1,0 +1,322 @@
+/* The libvirt storage backend through the real virsh: a private libvirtd with our loader and
+ * shim, a real sdmd (local leases), and, side by side, a stock `dir` pool that must keep its
+ * stock behaviour. Storage is examined directly after the commands, and the domain must
+ * pass sdmd's consistency check at the end of every test. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+#include "tests/support/daemon_harness.h"
+#include "tests/support/libvirt_harness.h"
+
+namespace sdm::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::vector<std::string> Lines(const std::string &text)
+{
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos)
+            end = text.size();
+        std::string line = text.substr(start, end - start);
+        if (!line.empty())
+            lines.push_back(line);
+        start = end + 1;
+    }
+    return lines;
+}
+
+std::string Trim(const std::string &text)
+{
+    size_t end = text.find_last_not_of(" \n");
+    return end == std::string::npos ? "" : text.substr(0, end + 1);
+}
+
+class VirshTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        domain_ = tmp_.Sub("domain");
+        stock_ = tmp_.Sub("stock");
+        ASSERT_EQ(mkdir(tmp_.Sub("sdmd").c_str(), 0700), 0);
+        ASSERT_EQ(mkdir(tmp_.Sub("libvirt").c_str(), 0700), 0);
+        sdmd_ = std::make_unique<DaemonHarness>(tmp_.Sub("sdmd"));
+        ASSERT_TRUE(sdmd_->Start("lease_backend=local"));
+        libvirt_ = std::make_unique<LibvirtHarness>(tmp_.Sub("libvirt"));
+        ASSERT_TRUE(libvirt_->Start());
+    }
+
+    void TearDown() override
+    {
+        if (::testing::Test::HasFailure()) {
+            std::cerr << "--- libvirtd log ---\n" << libvirt_->Log() << "--- sdmd log ---\n"
+                      << sdmd_->Log();
+        }
+        libvirt_.reset();
+        if (sdmd_->running()) {
+            EXPECT_EQ(sdmd_->Stop(), 0);
+        }
+    }
+
+    /* Defines, builds and starts both pools: "sd" (ours) and "stock". */
+    void DefinePools(const std::string &extra_attributes = "")
+    {
+        WriteFile(tmp_.Sub("sd.xml"),
+                  DomainPoolXml("sd", domain_, sdmd_->socket(), extra_attributes));
+        WriteFile(tmp_.Sub("stock.xml"), StockPoolXml("stock", stock_));
+        for (const char *pool : {"sd", "stock"}) {
+            libvirt_->VirshOk({"pool-define", tmp_.Sub(std::string(pool) + ".xml")});
+            libvirt_->VirshOk({"pool-build", pool});
+            libvirt_->VirshOk({"pool-start", pool});
+        }
+    }
+
+    std::set<std::string> VolumeNames(const std::string &pool)
+    {
+        std::set<std::string> names;
+        for (const auto &line : Lines(libvirt_->VirshOk({"vol-list", pool}))) {
+            size_t start = line.find_first_not_of(' ');
+            names.insert(line.substr(start, line.find(' ', start) - start));
+        }
+        return names;
+    }
+
+    std::string Path(const std::string &pool, const std::string &volume)
+    {
+        return Trim(libvirt_->VirshOk({"vol-path", volume, "--pool", pool}));
+    }
+
+    /* sdmd's consistency check of the domain: no problems, no pending transaction. */
+    void ExpectDomainConsistent()
+    {
+        GError *error = nullptr;
+        GDBusConnection *connection = sdmd_->Connect(&error);
+        ASSERT_NE(connection, nullptr) << error->message;
+        GVariant *reply = Call(connection, "CheckDomain", g_variant_new("(s)", domain_.c_str()),
+                               &error);
+        ASSERT_NE(reply, nullptr) << error->message;
+        GVariant *report = g_variant_get_child_value(reply, 0);
+        EXPECT_EQ(U32(report, "pending"), 0u);
+        GVariant *problems = g_variant_lookup_value(report, "problems", G_VARIANT_TYPE("as"));
+        ASSERT_NE(problems, nullptr);
+        EXPECT_EQ(g_variant_n_children(problems), 0u);
+        g_variant_unref(problems);
+        g_variant_unref(report);
+        g_variant_unref(reply);
+        g_object_unref(connection);
+    }
+
+    /* Runs the same virsh command against both pools: both must succeed. */
+    void Both(const std::vector<std::string> &args_with_pool_last)
+    {
+        for (const char *pool : {"sd", "stock"}) {
+            auto args = args_with_pool_last;
+            args.push_back(pool);
+            libvirt_->VirshOk(args);
+        }
+    }
+
+    TempDir tmp_;
+    std::string domain_, stock_;
+    std::unique_ptr<DaemonHarness> sdmd_;
+    std::unique_ptr<LibvirtHarness> libvirt_;
+};
+
+TEST_F(VirshTest, EveryVolumeCommandOnOursAndOnStock)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    EXPECT_TRUE(Exists(domain_ + "/domain.meta")) << "pool-build formatted a domain";
+    EXPECT_FALSE(Exists(stock_ + "/domain.meta")) << "the stock pool stays a plain directory";
+    EXPECT_NE(libvirt_->VirshOk({"pool-dumpxml", "sd"}).find("<sdm:domain socket="),
+              std::string::npos)
+        << "the namespace element survives pool-dumpxml";
+
+    Both({"vol-create-as", "--name", "raw", "--capacity", "64M", "--format", "raw", "--pool"});
+    Both({"vol-create-as", "--name", "q", "--capacity", "64M", "--format", "qcow2",
+          "--prealloc-metadata", "--pool"});
+    Both({"vol-create-as", "--name", "full", "--capacity", "8M", "--allocation", "8M",
+          "--format", "raw", "--pool"});
+    for (const char *pool : {"sd", "stock"}) {
+        std::string base = Path(pool, "q");
+        WriteFile(tmp_.Sub("layer.xml"),
+                  "<volume><name>q-layer</name><capacity>0</capacity>"
+                  "<target><format type='qcow2'/></target><backingStore><path>" +
+                      base + "</path><format type='qcow2'/></backingStore></volume>");
+        libvirt_->VirshOk({"vol-create", pool, tmp_.Sub("layer.xml")});
+        EXPECT_NE(libvirt_->VirshOk({"vol-dumpxml", "q-layer", "--pool", pool}).find(base),
+                  std::string::npos)
+            << pool << ": the layer names its backing volume";
+    }
+
+    std::string raw = Path("sd", "raw");
+    EXPECT_EQ(raw.rfind(domain_ + "/images/", 0), 0u) << raw;
+    WritePattern(raw, 0, 4 * kMiB, 7);
+    WritePattern(Path("stock", "raw"), 0, 4 * kMiB, 7);
+    Both({"vol-clone", "raw", "raw-clone", "--pool"});
+    EXPECT_EQ(FileSha256(Path("sd", "raw-clone")), FileSha256(raw));
+    EXPECT_LT(AllocatedBytes(Path("sd", "raw-clone")), 8 * kMiB) << "the clone stays sparse";
+    WriteFile(tmp_.Sub("from.xml"), "<volume><name>raw-from</name><capacity>0</capacity>"
+                                    "<target><format type='raw'/></target></volume>");
+    for (const char *pool : {"sd", "stock"})
+        libvirt_->VirshOk({"vol-create-from", pool, tmp_.Sub("from.xml"), "raw", "--inputpool",
+                           pool});
+    EXPECT_EQ(FileSha256(Path("sd", "raw-from")), FileSha256(raw));
+
+    Both({"vol-resize", "raw", "128M", "--pool"});
+    std::string info = libvirt_->VirshOk({"vol-info", "raw", "--pool", "sd", "--bytes"});
+    EXPECT_NE(info.find(std::to_string(128 * kMiB) + " bytes"), std::string::npos) << info;
+    struct stat st;
+    ASSERT_EQ(stat(raw.c_str(), &st), 0);
+    EXPECT_EQ(static_cast<uint64_t>(st.st_size), 128 * kMiB) << "the data file grew";
+
+    std::string key = Trim(libvirt_->VirshOk({"vol-key", "raw", "--pool", "sd"}));
+    EXPECT_EQ(Trim(libvirt_->VirshOk({"vol-name", key})), "raw") << "lookup by key";
+    EXPECT_EQ(Trim(libvirt_->VirshOk({"vol-path", key})), raw) << "lookup by key";
+    std::string xml = libvirt_->VirshOk({"vol-dumpxml", "q", "--pool", "sd"});
+    EXPECT_NE(xml.find("<format type='qcow2'/>"), std::string::npos) << xml;
+    EXPECT_NE(xml.find("<key>" + key.substr(0, key.find('/'))), std::string::npos)
+        << "keys carry the domain uuid: " << xml;
+
+    Both({"vol-delete", "raw-clone", "--pool"});
+    EXPECT_FALSE(Exists(Path("stock", "raw") + "-clone"));
+    Both({"pool-refresh"});
+    const std::set<std::string> expected = {"raw", "q", "q-layer", "full", "raw-from"};
+    EXPECT_EQ(VolumeNames("sd"), expected);
+    EXPECT_EQ(VolumeNames("stock"), expected);
+    EXPECT_GE(AllocatedBytes(Path("sd", "full")), 8 * kMiB) << "--allocation = capacity: full";
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, KeysAndVolumesSurviveLibvirtdRestartAndCrash)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    libvirt_->VirshOk({"vol-create-as", "sd", "kept", "16M"});
+    std::string key = Trim(libvirt_->VirshOk({"vol-key", "kept", "--pool", "sd"}));
+    libvirt_->Stop();
+    ASSERT_TRUE(libvirt_->Start());
+    EXPECT_EQ(Trim(libvirt_->VirshOk({"vol-key", "kept", "--pool", "sd"})), key);
+    libvirt_->Kill();
+    ASSERT_TRUE(libvirt_->Start());
+    EXPECT_EQ(Trim(libvirt_->VirshOk({"vol-key", "kept", "--pool", "sd"})), key);
+    libvirt_->VirshOk({"vol-create-as", "sd", "after", "16M"});
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"kept", "after"}));
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, MissingSdmdIsAClearErrorAndStockPoolsGoOn)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    libvirt_->VirshOk({"vol-create-as", "sd", "before", "16M"});
+    ASSERT_EQ(sdmd_->Stop(), 0);
+    CommandResult r = libvirt_->Virsh({"vol-create-as", "sd", "while-down", "16M"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find(sdmd_->socket()), std::string::npos) << "names the socket: " << r.out;
+    EXPECT_NE(r.out.find("start sdmd"), std::string::npos) << "says what to do: " << r.out;
+    libvirt_->VirshOk({"vol-create-as", "stock", "while-down", "16M"});
+    ASSERT_TRUE(sdmd_->Start("lease_backend=local\ndomains=" + domain_));
+    libvirt_->VirshOk({"vol-create-as", "sd", "after", "16M"});
+    libvirt_->VirshOk({"pool-refresh", "sd"});
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"before", "after"}));
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, LoaderForAnotherLibvirtBuildIsRefusedAndStockWorks)
+{
+    libvirt_->Stop();
+    ASSERT_TRUE(libvirt_->Start(WrongBuildLoaderPath()));
+    EXPECT_NE(libvirt_->Log().find("not loading the storage-domain backend"), std::string::npos)
+        << libvirt_->Log();
+    EXPECT_NE(libvirt_->Log().find("build-id"), std::string::npos) << "says which check failed";
+    WriteFile(tmp_.Sub("stock.xml"), StockPoolXml("stock", stock_));
+    libvirt_->VirshOk({"pool-define", tmp_.Sub("stock.xml")});
+    libvirt_->VirshOk({"pool-build", "stock"});
+    libvirt_->VirshOk({"pool-start", "stock"});
+    libvirt_->VirshOk({"vol-create-as", "stock", "v", "16M"});
+    EXPECT_TRUE(Exists(stock_ + "/v"));
+}
+
+TEST_F(VirshTest, BadPoolElementsAreRefusedAtDefine)
+{
+    struct Case {
+        std::string attributes;
+        std::string says;
+    };
+    const std::vector<Case> cases = {
+        {" io_timeout='0'", "io_timeout"},
+        {" io_timeout='ten'", "whole number of seconds"},
+        {" io_timeout='301'", "from 1 to 300"},
+        {" colour='red'", "unknown attribute 'colour'"},
+    };
+    for (const auto &c : cases) {
+        WriteFile(tmp_.Sub("bad.xml"), DomainPoolXml("bad", domain_, sdmd_->socket(),
+                                                     c.attributes));
+        CommandResult r = libvirt_->Virsh({"pool-define", tmp_.Sub("bad.xml")});
+        EXPECT_NE(r.exit_code, 0) << c.attributes;
+        EXPECT_NE(r.out.find(c.says), std::string::npos) << c.attributes << ": " << r.out;
+    }
+    WriteFile(tmp_.Sub("bad.xml"), DomainPoolXml("bad", domain_, "relative/sock"));
+    CommandResult r = libvirt_->Virsh({"pool-define", tmp_.Sub("bad.xml")});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("absolute path"), std::string::npos) << r.out;
+    EXPECT_EQ(Trim(libvirt_->VirshOk({"pool-list", "--all", "--name"})), "")
+        << "nothing was defined";
+}
+
+TEST_F(VirshTest, BadVolumeInputIsAClearErrorAndLosesNothing)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    libvirt_->VirshOk({"vol-create-as", "sd", "keep", "16M"});
+    WritePattern(Path("sd", "keep"), 0, kMiB, 3);
+    const std::string keep_sum = FileSha256(Path("sd", "keep"));
+    struct Case {
+        std::vector<std::string> args;
+        std::string says;
+    };
+    const std::vector<Case> cases = {
+        {{"vol-create-as", "sd", "a/b", "16M"}, "'/'"},
+        {{"vol-create-as", "sd", "..", "16M"}, "invalid volume name"},
+        {{"vol-create-as", "sd", std::string(300, 'x'), "16M"}, "255"},
+        {{"vol-create-as", "sd", "zero", "0"}, "capacity"},
+        {{"vol-create-as", "sd", "huge", "1000000T"}, "capacity"},
+        {{"vol-create-as", "sd", "odd", "16M", "--format", "vmdk"}, "use raw or qcow2"},
+        {{"vol-create-as", "sd", "keep", "16M"}, "exists"},
+        {{"vol-clone", "keep", "keep", "--pool", "sd"}, "already in use"},
+        {{"vol-clone", "absent", "x", "--pool", "sd"}, "absent"},
+        {{"vol-resize", "keep", "8M", "--pool", "sd", "--shrink"}, "shrink"},
+    };
+    for (const auto &c : cases) {
+        CommandResult r = libvirt_->Virsh(c.args);
+        EXPECT_NE(r.exit_code, 0) << c.args[0] << " " << c.args[2];
+        EXPECT_NE(r.out.find(c.says), std::string::npos) << c.args[0] << ": " << r.out;
+    }
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"keep"}));
+    EXPECT_EQ(FileSha256(Path("sd", "keep")), keep_sum);
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, PoolBuildRefusesAForeignDirectoryAndAcceptsADomain)
+{
+    ASSERT_EQ(mkdir(domain_.c_str(), 0755), 0);
+    WriteFile(domain_ + "/precious.txt", "user data");
+    WriteFile(tmp_.Sub("sd.xml"), DomainPoolXml("sd", domain_, sdmd_->socket()));
+    libvirt_->VirshOk({"pool-define", tmp_.Sub("sd.xml")});
+    CommandResult r = libvirt_->Virsh({"pool-build", "sd"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("not empty"), std::string::npos) << r.out;
+    EXPECT_EQ(ReadFile(domain_ + "/precious.txt"), "user data");
+    unlink((domain_ + "/precious.txt").c_str());
+    libvirt_->VirshOk({"pool-build", "sd"});
+    libvirt_->VirshOk({"pool-build", "sd"}); /* a domain already: nothing to do */
+    libvirt_->VirshOk({"pool-start", "sd"});
+    libvirt_->VirshOk({"pool-destroy", "sd"});
+    libvirt_->VirshOk({"pool-start", "sd"});
+}
+
+}  // namespace
+}  // namespace sdm::testing
