@@ -8,7 +8,10 @@ packages=(
     libglib2.0-dev libxml2-dev libgtest-dev libgmock-dev googletest
     qemu-utils
     sanlock libsanlock-dev
-    libvirt-daemon libvirt-clients libvirt-dev dpkg-dev binutils python3-libvirt
+    libvirt-daemon libvirt-clients libvirt-dev dpkg-dev binutils python3-libvirt libxml2-utils
+    fuse3 libfuse3-dev
+    # libvirt API consumers (tests/libvirt/python_test, virt_install_test; libvirt_bench)
+    virtinst qemu-system-x86 libvirt-daemon-driver-qemu python3-gi
 )
 
 missing=()

@@ -399,10 +399,11 @@ static const Field kDomainFields[] = {
     FIELD(SdmDomainInfo, joined, "joined", kBool),
     FIELD(SdmDomainInfo, host_id, "host_id", kU32),
     FIELD(SdmDomainInfo, durability, "durability", kText),
-    /* Keys proposed for sdmd, which does not send them yet: the filesystem's statvfs. */
+    /* Sent once sdmd has opened the domain: the filesystem's statvfs and change token. */
     FIELD(SdmDomainInfo, capacity, "fs_capacity", kU64),
     FIELD(SdmDomainInfo, allocation, "fs_allocation", kU64),
     FIELD(SdmDomainInfo, available, "fs_available", kU64),
+    FIELD(SdmDomainInfo, change_token, "change_token", kTextOrNull),
 };
 
 static const Field kVolumeFields[] = {
@@ -477,6 +478,7 @@ void sdm_domain_info_free(SdmDomainInfo *info)
     g_free(info->path);
     g_free(info->lockspace);
     g_free(info->durability);
+    g_free(info->change_token);
     g_free(info);
 }
 

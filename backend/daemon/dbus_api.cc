@@ -233,7 +233,14 @@ Status CheckOptions(GVariant *options, const OptionSpec &spec, const char *metho
 GVariant *DomainToDict(const DomainView &domain)
 {
     const DomainInfo &info = domain.info;
-    return DictBuilder()
+    DictBuilder dict;
+    if (domain.usage) {
+        dict.U64("fs_capacity", domain.usage->fs_capacity)
+            .U64("fs_allocation", domain.usage->fs_allocation)
+            .U64("fs_available", domain.usage->fs_available)
+            .Str("change_token", domain.usage->change_token);
+    }
+    return dict
         .Str("uuid", info.uuid)
         .Str("path", info.path)
         .U32("version", info.version)

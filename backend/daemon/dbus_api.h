@@ -86,6 +86,7 @@ struct DomainView {
     DomainInfo info;
     uint32_t host_id = 0;
     bool joined = false;
+    std::optional<DomainUsage> usage; /* once the domain is open */
 };
 GVariant *DomainToDict(const DomainView &domain);
 DomainView DomainFromDict(GVariant *dict);

@@ -3,8 +3,12 @@
  * Reads its configuration, serves the engine over D-Bus on a unix socket (see service.h)
  * and runs GLib's main loop until SIGTERM or SIGINT. Without --foreground it detaches
  * once the socket is ready, so `sdmd && sdm status` works, and logs to syslog from then
- * on. Exit status: 0 after a requested stop, 1 when it cannot start, 2 for bad usage or
- * a bad configuration. Single-threaded until the Service starts its jobs. */
+ * on. A SIGTERM while a lockspace is failing or lost is sanlock fencing sdmd (it ends
+ * lease holders so, then SIGKILLs them after its grace): sdmd exits at once, without
+ * releasing leases or cleaning up, since storage may be unreachable and another host may
+ * take over. Exit status: 0 after a requested stop, 1 when it cannot start, 2 for bad
+ * usage or a bad configuration, 3 after such a fenced exit. Single-threaded until the
+ * Service starts its jobs. */
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -27,6 +31,7 @@ namespace {
 
 /* How long a stop waits for cancelled jobs to reach their next step and end. */
 constexpr std::chrono::seconds kStopGrace(30);
+constexpr int kExitFenced = 3;
 
 struct Run {
     GMainLoop *loop = nullptr;
@@ -38,6 +43,14 @@ struct Run {
 gboolean OnStopSignal(gpointer data)
 {
     auto *run = static_cast<Run *>(data);
+    if (run->service->LockspaceFailed()) {
+        Log(LogLevel::kError,
+            _("stopping at once without releasing leases or cleaning up: a lockspace of this "
+              "host is failing or lost, so sanlock is ending sdmd; the garbage collector of "
+              "any host sweeps what the interrupted jobs leave. Fix the storage, then start "
+              "sdmd again"));
+        std::_Exit(kExitFenced);
+    }
     if (run->stopping) {
         Log(LogLevel::kInfo, _("already stopping; waiting for the jobs to end"));
         return G_SOURCE_CONTINUE;

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <utility>
 
 #include "backend/daemon/dbus_api.h"
 #include "backend/daemon/log.h"
@@ -107,7 +108,7 @@ struct Service::AttachedDomain {
     std::string path;             /* where the engine opens it */
     DomainOptions options;        /* generation filled in by Ready() */
     std::shared_ptr<SanlockLeaseManager> sanlock; /* null with local leases */
-    std::mutex open_mu;
+    mutable std::mutex open_mu;
     std::shared_ptr<Domain> domain; /* guarded by open_mu; null until Ready() opened it */
 
     /* The engine's Domain, once the lockspace is joined (waiting at most the lock
@@ -123,6 +124,8 @@ struct Service::AttachedDomain {
         return use(**ready);
     }
     std::set<std::string> paths;  /* as attached, canonical and real: what callers may use */
+    /* The lockspace state last reported (main loop). */
+    SanlockLeaseManager::LockspaceState reported = SanlockLeaseManager::LockspaceState::kJoining;
     int jobs = 0;                 /* unfinished jobs on the domain (main loop) */
     int sweeps = 0;               /* of those, gc jobs (main loop) */
     std::mutex sweep_mu;          /* one sweep at a time (job threads) */
@@ -130,6 +133,13 @@ struct Service::AttachedDomain {
 
 Result<std::shared_ptr<Domain>> Service::AttachedDomain::Ready()
 {
+    if (sanlock) {
+        Status unusable = sanlock->Unusable();
+        if (!unusable.ok())
+            return Status::Error(unusable.code(),
+                                 Printf(_("domain %s is not usable on this host: %s"),
+                                        info.uuid.c_str(), unusable.message().c_str()));
+    }
     std::lock_guard lock(open_mu);
     if (domain)
         return domain;
@@ -242,6 +252,8 @@ Service::~Service()
     }
     if (gc_timer_)
         g_source_remove(gc_timer_);
+    if (lockspace_timer_)
+        g_source_remove(lockspace_timer_);
     if (stop_timer_)
         g_source_remove(stop_timer_);
     for (auto &[id, record] : records_) {
@@ -289,6 +301,8 @@ Status Service::Start()
     SDM_RETURN_IF_ERROR(Listen());
     if (config_.gc_interval > 0)
         gc_timer_ = g_timeout_add_seconds(config_.gc_interval, OnGcTimer, this);
+    if (config_.lease_backend == LeaseBackend::kSanlock)
+        lockspace_timer_ = g_timeout_add_seconds(1, OnLockspaceTimer, this);
     Log(LogLevel::kInfo, _("listening on %s: host id %u, %s leases, %zu domains attached"),
         config_.socket.c_str(), config_.host_id, LeaseBackendName(config_.lease_backend),
         domains_.size());
@@ -600,8 +614,39 @@ std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::shared_ptr<Attached
 
 GVariant *Service::DomainDict(const AttachedDomain &entry) const
 {
-    bool joined = !entry.sanlock || entry.sanlock->generation() != 0;
-    return dbus::DomainToDict({entry.info, config_.host_id, joined});
+    /* The open domain's space and change token (two stat calls; fine on the main loop). */
+    std::optional<DomainUsage> usage;
+    std::shared_ptr<Domain> domain;
+    {
+        std::lock_guard<std::mutex> lock(entry.open_mu);
+        domain = entry.domain;
+    }
+    if (domain) {
+        auto read = domain->Usage();
+        if (read.ok())
+            usage = *read;
+    }
+    if (!entry.sanlock)
+        return dbus::DomainToDict({entry.info, config_.host_id, true, usage});
+    auto state = entry.sanlock->state();
+    using State = SanlockLeaseManager::LockspaceState;
+    bool joined = entry.sanlock->generation() != 0 &&
+                  (state == State::kJoined || state == State::kFailing);
+    /* DomainToDict's keys plus this host's standing in the lockspace. */
+    g_autoptr(GVariant) base =
+        g_variant_ref_sink(dbus::DomainToDict({entry.info, config_.host_id, joined,
+                                               usage}));
+    GVariantBuilder dict;
+    g_variant_builder_init(&dict, G_VARIANT_TYPE_VARDICT);
+    GVariantIter iter;
+    g_variant_iter_init(&iter, base);
+    while (GVariant *item = g_variant_iter_next_value(&iter)) {
+        g_variant_builder_add_value(&dict, item);
+        g_variant_unref(item);
+    }
+    g_variant_builder_add(&dict, "{sv}", "lockspace_state",
+                          g_variant_new_string(SanlockLeaseManager::StateName(state)));
+    return g_variant_builder_end(&dict);
 }
 
 /* --- jobs --- */
@@ -820,10 +865,49 @@ gboolean Service::OnGcTimer(gpointer self)
     if (service->stopping_)
         return G_SOURCE_CONTINUE;
     for (auto &[uuid, entry] : service->domains_) {
-        if (entry->sweeps == 0)
+        /* A lost lockspace is reported once, not by a failed sweep a minute. */
+        if (entry->sweeps == 0 && (!entry->sanlock || entry->sanlock->Unusable().ok()))
             service->SubmitSweep(entry, false, nullptr);
     }
     return G_SOURCE_CONTINUE;
+}
+
+gboolean Service::OnLockspaceTimer(gpointer self)
+{
+    using State = SanlockLeaseManager::LockspaceState;
+    auto *service = static_cast<Service *>(self);
+    for (auto &[uuid, entry] : service->domains_) {
+        if (!entry->sanlock)
+            continue;
+        State state = entry->sanlock->state();
+        if (state == entry->reported)
+            continue;
+        State was = std::exchange(entry->reported, state);
+        if (state == State::kJoined && was == State::kFailing) {
+            Log(LogLevel::kWarning,
+                _("domain %s: this host's lease renewals in its lockspace resumed; metadata "
+                  "operations are accepted again"),
+                uuid.c_str());
+            continue;
+        }
+        if (state != State::kFailing && state != State::kLost)
+            continue;
+        /* Running jobs are left alone: cancelling them would release their leases and
+         * dodge the fencing that must stop this process from writing. */
+        Log(LogLevel::kError, _("domain %s: %s"), uuid.c_str(),
+            entry->sanlock->Unusable().message().c_str());
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+bool Service::LockspaceFailed() const
+{
+    using State = SanlockLeaseManager::LockspaceState;
+    return std::any_of(domains_.begin(), domains_.end(), [](const auto &item) {
+        const auto &sanlock = item.second->sanlock;
+        return sanlock && (sanlock->state() == State::kFailing ||
+                           sanlock->state() == State::kLost);
+    });
 }
 
 void Service::OffMainLoop(std::function<void()> work, std::function<void()> done)

@@ -46,6 +46,11 @@ public:
      * first. */
     void Stop(std::chrono::milliseconds grace, std::function<void(bool clean)> done);
 
+    /* Whether this host's lockspace of some attached domain is failing or lost: then
+     * sanlock is about to end (or has fenced) sdmd's leases, and a stop must not touch
+     * storage. Reads state the monitors keep; does not block. */
+    bool LockspaceFailed() const;
+
 private:
     struct AttachedDomain;
     struct JobRecord;
@@ -89,6 +94,8 @@ private:
     static gboolean OnWaitTimeout(gpointer waiter);
     void PruneRecords();
     static gboolean OnGcTimer(gpointer self);
+    /* Reports a lockspace that turns failing or lost, or recovers; once a second. */
+    static gboolean OnLockspaceTimer(gpointer self);
     void SubmitSweep(const std::shared_ptr<AttachedDomain> &entry, bool dry_run,
                      GDBusMethodInvocation *invocation);
 
@@ -134,6 +141,7 @@ private:
     _SdmManager *skeleton_ = nullptr;
     std::vector<GDBusConnection *> connections_;
     guint gc_timer_ = 0;
+    guint lockspace_timer_ = 0;
 
     std::map<std::string, std::shared_ptr<AttachedDomain>> domains_; /* by uuid */
     std::map<std::string, std::shared_ptr<JobRecord>> records_;     /* by job id */

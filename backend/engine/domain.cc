@@ -55,15 +55,30 @@ void DomainLease::Ref::Release()
     std::exchange(owner_, nullptr)->Put();
 }
 
+DomainLease::DomainLease(LeaseManager &leases, std::chrono::milliseconds linger)
+    : leases_(leases), linger_(linger)
+{
+    leases_.SetDomainLeaseWantedHandler([this] { Requested(); });
+}
+
 Result<DomainLease::Ref> DomainLease::Acquire(std::chrono::milliseconds timeout)
 {
     lockdep::WillAcquire(DomainLeaseKey());
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return !acquiring_; });
+    /* A requested lease is on its way back: joining it would keep the asker waiting. */
+    if (!changed_.wait_until(lock, deadline, [this] { return !acquiring_ && !requested_; }))
+        return Status::Error(ErrorCode::kBusy,
+                             _("the domain lease is going to another host that asked for it, "
+                               "after the operations of this host that hold it now; try again "
+                               "later"));
     if (!handle_) {
         acquiring_ = true;
         lock.unlock();
-        auto handle = leases_.Acquire(layout::kDomainLeaseSlot, LeaseMode::kExclusive, timeout);
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        auto handle = leases_.Acquire(layout::kDomainLeaseSlot, LeaseMode::kExclusive,
+                                      std::max(left, std::chrono::milliseconds::zero()));
         lock.lock();
         acquiring_ = false;
         changed_.notify_all();
@@ -88,8 +103,10 @@ void DomainLease::Put()
     std::lock_guard lock(mutex_);
     if (--users_ > 0)
         return;
-    if (linger_.count() == 0) {
+    if (linger_.count() == 0 || requested_) {
         handle_.reset();
+        requested_ = false;
+        changed_.notify_all();
         return;
     }
     idle_since_ = std::chrono::steady_clock::now();
@@ -115,11 +132,17 @@ void DomainLease::LingerLoop()
     }
 }
 
-void DomainLease::ReleaseIfIdle()
+void DomainLease::Requested()
 {
     std::lock_guard lock(mutex_);
-    if (users_ == 0 && !acquiring_)
-        handle_.reset();
+    if (!handle_)
+        return;
+    if (users_ > 0) {
+        requested_ = true;
+        return;
+    }
+    handle_.reset();
+    changed_.notify_all();
 }
 
 bool DomainLease::held()
@@ -130,6 +153,8 @@ bool DomainLease::held()
 
 DomainLease::~DomainLease()
 {
+    /* First, so that no request arrives while the rest goes. */
+    leases_.SetDomainLeaseWantedHandler(nullptr);
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;

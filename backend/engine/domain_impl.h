@@ -29,7 +29,10 @@ class OpRun;
  * use; the lease is taken by the first Ref and given back `linger` after the last one
  * goes (at once if linger is 0), so a burst of operations pays one acquire. Correctness
  * never depends on the linger: it only decides when the lease is given back.
- * ReleaseIfIdle gives it back at once, for another host that asks for it. */
+ * When another host asks for it (the lease manager calls Requested), it goes back at once
+ * if idle, else as soon as the operations using it end, without a linger; operations that
+ * start meanwhile wait for that and then acquire it anew, so a stream of local operations
+ * cannot keep the asker waiting. */
 class DomainLease {
 public:
     class Ref {
@@ -48,12 +51,14 @@ public:
         DomainLease *owner_ = nullptr;
     };
 
-    DomainLease(LeaseManager &leases, std::chrono::milliseconds linger)
-        : leases_(leases), linger_(linger) {}
+    /* Registers Requested with `leases` for as long as it lives. */
+    DomainLease(LeaseManager &leases, std::chrono::milliseconds linger);
     ~DomainLease();
 
     Result<Ref> Acquire(std::chrono::milliseconds timeout);
-    void ReleaseIfIdle();
+    /* Another host wants the lease: give it back at once if idle, else when the last
+     * current user goes. Does not block on storage beyond the release itself. */
+    void Requested();
     bool held();
 
 private:
@@ -67,6 +72,7 @@ private:
     int users_ = 0;
     bool acquiring_ = false;
     bool stopping_ = false;
+    bool requested_ = false;  /* another host asked while users held it */
     std::chrono::steady_clock::time_point idle_since_;
     std::unique_ptr<LeaseHandle> handle_;
     std::thread linger_thread_;  /* started with the first linger */
@@ -78,6 +84,7 @@ public:
                const DomainOptions &options);
 
     const DomainInfo &info() const override { return info_; }
+    Result<DomainUsage> Usage() override;
     Result<VolumeInfo> PlanVolume(const CreateParams &params) override;
     Result<VolumeInfo> CreateVolume(const CreateParams &params, OpObserver *observer) override;
     Result<VolumeInfo> CloneVolume(const CloneParams &params, OpObserver *observer) override;

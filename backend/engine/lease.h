@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,15 @@ public:
     virtual Status InitSlot(uint64_t slot) = 0;
     /* Human-readable name of the backend, e.g. "local", "sanlock". */
     virtual std::string Name() const = 0;
+
+    /* Registers what to run when another host asks for the domain lease (slot 0) that
+     * this process may hold; null unregisters, and once that call returns the previous
+     * handler is not running and never runs again. The handler runs on a thread of the
+     * manager's, must not block and must not call back into the manager's registration.
+     * A backend whose waiters all live on this host (local leases) never calls it: the
+     * linger alone decides when the lease goes back. The asking side needs no call: a
+     * backend that can ask does so from Acquire while it retries. */
+    virtual void SetDomainLeaseWantedHandler(std::function<void()> handler) { (void)handler; }
 };
 
 }  // namespace sdm

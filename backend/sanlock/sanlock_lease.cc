@@ -9,8 +9,10 @@
  * it, a first conflict after the join took 4 s at io_timeout 1: sanlock watched the
  * owner's host lease for a renewal), so waiting is a retry loop here, which keeps the
  * timeout honest.
- * The slot batches known to be on storage are cached under a mutex. Behaviour quoted in
- * comments was measured with sanlock 3.8.5. */
+ * The slot batches known to be on storage are cached under a mutex. One monitor thread per
+ * joined manager polls the lockspace's health once a second and reads the requests other
+ * hosts send; it runs the domain lease's handler under wanted_mutex_, so unregistering
+ * waits for a running call. Behaviour quoted in comments was measured with sanlock 3.8.5. */
 #include "backend/sanlock/sanlock_lease.h"
 
 extern "C" {
@@ -23,8 +25,10 @@ extern "C" {
 
 #include <fcntl.h>
 #include <glib.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,6 +57,34 @@ using std::chrono::steady_clock;
 constexpr milliseconds kFirstRetry{5};
 constexpr milliseconds kMaxRetry{100};
 constexpr milliseconds kMaxJoinPoll{200};
+
+/* The lockspace event one host sets for another: "give the domain lease back". sanlock
+ * carries any nonzero value; this one reads "SDMreq" in sanlock's log. A host sends only
+ * this one, so its repeated set_events never clash (sanlock refuses, with -EBUSY, an
+ * event that replaces a different one still being delivered). */
+constexpr uint64_t kDomainLeaseWanted = 0x53444d726571;
+/* How often the monitor looks at the lockspace when no event wakes it. */
+constexpr milliseconds kMonitorPoll{1000};
+/* After giving the domain lease back on request, the next acquire on this host waits
+ * this long: the asker retries at least every kMaxRetry, so it gets the lease first. */
+constexpr milliseconds kYieldToAsker = 3 * kMaxRetry;
+
+/* sanlock renews a host's lease every 2 x io_timeout (measured with io_timeout 1: a new
+ * timestamp of this host's lease shows in sanlock_get_hosts every 2 to 3 s) and gives
+ * the lockspace up after 8 x io_timeout without a renewal. No new timestamp for
+ * 3 x io_timeout + 2 s means renewals are failing, well before that with io_timeout 10
+ * (32 s of 80), and about 3 s before it with io_timeout 1. */
+std::chrono::seconds FailingAfter(uint32_t io_timeout)
+{
+    return std::chrono::seconds(3 * io_timeout + 2);
+}
+
+/* An acquire that failed because another host holds the lease (the others are a holder
+ * on this host, or this host's own acquire or release under way). */
+bool HeldElsewhere(int rv)
+{
+    return rv != -EEXIST && rv != -EAGAIN && rv != -EBUSY;
+}
 
 /* The sector size / alignment pairs sanlock supports, and the flags that say them. The
  * RES and LSF flags have equal values, but each call gets its own family. */
@@ -575,12 +607,14 @@ SanlockLeaseManager::SanlockLeaseManager(SanlockGeometry g, uint32_t host_id)
       host_id_(host_id),
       valid_(CheckManager(g_, host_id)),
       pool_(std::make_unique<RegistrationPool>()),
-      batch_done_((layout::kMaxSlot - 1) / kSlotBatch + 1, false)
+      batch_done_((layout::kMaxSlot - 1) / kSlotBatch + 1, false),
+      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
 {
 }
 
 SanlockLeaseManager::~SanlockLeaseManager()
 {
+    StopMonitor();
     SigpipeBlock no_sigpipe;
     std::lock_guard lock(join_mutex_);
     if (!join_requested_ || !added_)
@@ -603,6 +637,7 @@ Status SanlockLeaseManager::Join()
     if (rv == 0 || rv == -EINPROGRESS) {
         join_requested_ = true;
         added_ = true;
+        StartMonitor();
         return Status::Ok();
     }
     if (rv == -EAGAIN) {
@@ -619,6 +654,7 @@ Status SanlockLeaseManager::Join()
     int inq = sanlock_inq_lockspace(&ls, 0);
     if (inq == 0 || inq == -EINPROGRESS) {
         join_requested_ = true;
+        StartMonitor();
         return Status::Ok();
     }
     uint64_t other = 0;
@@ -714,6 +750,8 @@ Status SanlockLeaseManager::AwaitJoin(steady_clock::time_point deadline, bool ne
 Status SanlockLeaseManager::Leave()
 {
     SDM_RETURN_IF_ERROR(valid_);
+    /* First, so that leaving is never taken for a loss. */
+    StopMonitor();
     SigpipeBlock no_sigpipe;
     std::lock_guard lock(join_mutex_);
     sanlk_lockspace ls = MakeLockspace(g_, host_id_);
@@ -731,6 +769,7 @@ Status SanlockLeaseManager::Leave()
     added_ = false;
     joined_ = false;
     generation_ = 0;
+    SetState(LockspaceState::kJoining, "");
     return Status::Ok();
 }
 
@@ -765,7 +804,8 @@ Result<std::vector<SanlockLeaseManager::Host>> SanlockLeaseManager::Hosts()
     return result;
 }
 
-Status SanlockLeaseManager::BusyError(uint64_t slot, int rv, milliseconds waited) const
+Status SanlockLeaseManager::BusyError(uint64_t slot, int rv, milliseconds waited,
+                                      bool asked) const
 {
     std::string holder;
     /* -EAGAIN and -EBUSY (a release or acquire under way on this host) say nothing about
@@ -792,10 +832,10 @@ Status SanlockLeaseManager::BusyError(uint64_t slot, int rv, milliseconds waited
             holder = _("another host");
     }
     g_autofree char *message = g_strdup_printf(
-        _("%s is held by %s (waited %lld ms); try again when its operation finishes (a host "
-          "that died keeps its leases until about %u s after its last renewal)"),
+        _("%s is held by %s (waited %lld ms%s); try again when its operation finishes (a "
+          "host that died keeps its leases until about %u s after its last renewal)"),
         LeaseWhat(g_, slot).c_str(), holder.c_str(), static_cast<long long>(waited.count()),
-        8 * g_.io_timeout + 60);
+        asked ? _(", asked the holder to give it back") : "", 8 * g_.io_timeout + 60);
     return Status::Error(ErrorCode::kBusy, message);
 }
 
@@ -804,14 +844,20 @@ Result<std::unique_ptr<LeaseHandle>> SanlockLeaseManager::Acquire(uint64_t slot,
 {
     SDM_RETURN_IF_ERROR(valid_);
     SDM_RETURN_IF_ERROR(CheckSlot(slot));
+    SDM_RETURN_IF_ERROR(Unusable());
     SigpipeBlock no_sigpipe;
     const auto start = steady_clock::now();
     const auto deadline = start + std::max(timeout, milliseconds::zero());
     if (!joined_)
         SDM_RETURN_IF_ERROR(AwaitJoin(deadline, false));
+    const bool domain_lease = slot == layout::kDomainLeaseSlot;
+    if (domain_lease)
+        YieldToAsker(deadline);
 
     SlotResource res(g_, slot, mode);
     milliseconds backoff = kFirstRetry;
+    std::vector<uint64_t> asked;
+    auto next_ask = start;
     for (;;) {
         Result<std::shared_ptr<Registration>> registration = pool_->Take();
         if (!registration.ok())
@@ -824,17 +870,33 @@ Result<std::unique_ptr<LeaseHandle>> SanlockLeaseManager::Acquire(uint64_t slot,
                                  nullptr);
         }
         pool_->Put(*registration);
-        if (rv == 0)
+        if (rv == 0) {
+            StopAsking(asked);
             return std::unique_ptr<LeaseHandle>(
                 std::make_unique<SanlockLeaseHandle>(*registration, res, LeaseWhat(g_, slot)));
+        }
         if (rv == -ENOSPC)
             joined_ = false; /* lost or left: the next call looks again */
-        if (!IsContention(rv))
+        if (!IsContention(rv)) {
+            StopAsking(asked);
             return SanlockError(rv, "sanlock_acquire", LeaseWhat(g_, slot), g_.leases_path);
+        }
         auto now = steady_clock::now();
-        if (now >= deadline)
-            return BusyError(slot, rv,
-                             std::chrono::duration_cast<milliseconds>(now - start));
+        if (now >= deadline) {
+            StopAsking(asked);
+            return BusyError(slot, rv, std::chrono::duration_cast<milliseconds>(now - start),
+                             !asked.empty());
+        }
+        /* A probe (no timeout) never asks: it must not take the lease from its user. The
+         * ask is repeated so that the holder's bit stays set (sanlock clears it 6 x
+         * io_timeout after the last set_event) and reaches a new holder. */
+        if (domain_lease && HeldElsewhere(rv) && now >= next_ask) {
+            for (uint64_t host : AskHolders()) {
+                if (std::find(asked.begin(), asked.end(), host) == asked.end())
+                    asked.push_back(host);
+            }
+            next_ask = now + std::chrono::seconds(g_.io_timeout);
+        }
         std::this_thread::sleep_for(std::min<steady_clock::duration>(backoff, deadline - now));
         backoff = std::min(backoff * 2, kMaxRetry);
     }
@@ -856,6 +918,7 @@ Status SanlockLeaseManager::InitSlot(uint64_t slot)
 {
     SDM_RETURN_IF_ERROR(valid_);
     SDM_RETURN_IF_ERROR(CheckSlot(slot));
+    SDM_RETURN_IF_ERROR(Unusable());
     SigpipeBlock no_sigpipe;
     if (slot == layout::kDomainLeaseSlot) {
         /* Written by FormatAreas only: it may be held right now. */
@@ -908,6 +971,234 @@ std::string SanlockLeaseManager::LeaseXml(uint64_t slot) const
         "</lease>\n",
         lockspace, key, path, static_cast<unsigned long long>(SlotOffset(g_, slot)));
     return xml;
+}
+
+/* --- lockspace health --- */
+
+const char *SanlockLeaseManager::StateName(LockspaceState state)
+{
+    switch (state) {
+    case LockspaceState::kJoining: return "joining";
+    case LockspaceState::kJoined: return "joined";
+    case LockspaceState::kFailing: return "failing";
+    case LockspaceState::kLost: return "lost";
+    }
+    return "unknown";
+}
+
+Status SanlockLeaseManager::Unusable() const
+{
+    LockspaceState state = state_.load();
+    if (state != LockspaceState::kFailing && state != LockspaceState::kLost)
+        return Status::Ok();
+    std::lock_guard lock(why_mutex_);
+    return Status::Error(ErrorCode::kIoError, why_);
+}
+
+void SanlockLeaseManager::SetState(LockspaceState state, std::string why)
+{
+    {
+        std::lock_guard lock(why_mutex_);
+        why_ = std::move(why);
+    }
+    state_ = state;
+}
+
+/* What the monitor remembers between two looks. */
+struct SanlockLeaseManager::Health {
+    uint64_t stamp = 0;                 /* this host's lease timestamp, as last reported */
+    steady_clock::time_point stamp_seen; /* when it last changed */
+};
+
+void SanlockLeaseManager::CheckHealth(Health &health)
+{
+    LockspaceState state = state_.load();
+    if (state == LockspaceState::kLost)
+        return;
+    sanlk_lockspace ls = MakeLockspace(g_, host_id_);
+    int rv = sanlock_inq_lockspace(&ls, 0);
+    auto now = steady_clock::now();
+    if (state == LockspaceState::kJoining) {
+        /* A failed join is WaitJoined's to report. */
+        if (rv == 0) {
+            health = {0, now};
+            SetState(LockspaceState::kJoined, "");
+        }
+        return;
+    }
+    g_autofree char *domain = g_path_get_dirname(g_.ids_path.c_str());
+    if (rv != 0) {
+        /* Being removed (-EINPROGRESS) or gone: this process never removes it while the
+         * monitor runs. */
+        std::string reason =
+            rv == -ENOENT || rv == -EINPROGRESS
+                ? Printf(_("sanlock no longer has it: it gives a lockspace up %u s after the "
+                           "last renewal of this host's lease, an administrator may have "
+                           "removed it, or the sanlock daemon stopped"),
+                         8 * g_.io_timeout)
+                : Printf(_("the sanlock daemon does not answer (%s)"), Detail(rv).c_str());
+        SetState(LockspaceState::kLost,
+                 Printf(_("this host lost lockspace %s (%s): %s; new metadata operations on "
+                          "the domain are refused: check the storage from this host, then "
+                          "attach the domain again (`sdm detach %s`, `sdm attach %s`) or restart "
+                          "sdmd"),
+                        g_.lockspace.c_str(), g_.ids_path.c_str(), reason.c_str(),
+                        g_.lockspace.c_str(), domain));
+        return;
+    }
+    sanlk_host *host = nullptr;
+    int count = 0;
+    int hrv = sanlock_get_hosts(g_.lockspace.c_str(), host_id_, &host, &count, 0);
+    uint64_t stamp = hrv == 0 && count > 0 ? host[0].timestamp : 0;
+    free(host);
+    if (stamp == 0)
+        return; /* not looked at yet */
+    if (stamp != health.stamp) {
+        health = {stamp, now};
+        if (state == LockspaceState::kFailing)
+            SetState(LockspaceState::kJoined, "");
+        return;
+    }
+    auto stalled = std::chrono::duration_cast<std::chrono::seconds>(now - health.stamp_seen);
+    if (state == LockspaceState::kJoined && stalled >= FailingAfter(g_.io_timeout))
+        SetState(LockspaceState::kFailing,
+                 Printf(_("this host's lease in lockspace %s (%s) has not been renewed for %lld "
+                          "s (sanlock renews it every %u s): the storage is unreachable or "
+                          "overloaded; new metadata operations on the domain are refused: "
+                          "check the storage from this host. If renewals do not resume within %u s "
+                          "of the last one, sanlock stops sdmd and the domain must be "
+                          "attached again"),
+                        g_.lockspace.c_str(), g_.ids_path.c_str(),
+                        static_cast<long long>(stalled.count()), 2 * g_.io_timeout,
+                        8 * g_.io_timeout));
+}
+
+/* --- requests for the domain lease --- */
+
+void SanlockLeaseManager::SetDomainLeaseWantedHandler(std::function<void()> handler)
+{
+    std::lock_guard lock(wanted_mutex_);
+    wanted_ = std::move(handler);
+}
+
+std::vector<uint64_t> SanlockLeaseManager::AskHolders()
+{
+    SlotResource res(g_, layout::kDomainLeaseSlot);
+    sanlk_host *owners = nullptr;
+    int count = 0;
+    std::vector<uint64_t> asked;
+    if (sanlock_read_resource_owners(res.get(), 0, &owners, &count) != 0) {
+        free(owners);
+        return asked;
+    }
+    for (int i = 0; i < count; i++) {
+        if (owners[i].host_id == host_id_ || owners[i].host_id == 0)
+            continue;
+        /* The holder's generation: a holder that restarted since ignores it. */
+        sanlk_host_event event = {owners[i].host_id, owners[i].generation, kDomainLeaseWanted,
+                                  layout::kDomainLeaseSlot};
+        if (sanlock_set_event(g_.lockspace.c_str(), &event, 0) == 0)
+            asked.push_back(owners[i].host_id);
+    }
+    free(owners);
+    return asked;
+}
+
+void SanlockLeaseManager::StopAsking(const std::vector<uint64_t> &hosts)
+{
+    /* Else the holder would get the request again at each of this host's renewals for
+     * 6 x io_timeout, and give the lease back needlessly if it took it meanwhile. */
+    for (uint64_t host : hosts) {
+        sanlk_host_event event = {host, 0, 0, 0};
+        sanlock_set_event(g_.lockspace.c_str(), &event, SANLK_SETEV_CLEAR_HOSTID);
+    }
+}
+
+void SanlockLeaseManager::YieldToAsker(steady_clock::time_point deadline)
+{
+    if (!yield_.exchange(false))
+        return;
+    std::this_thread::sleep_until(std::min(steady_clock::now() + kYieldToAsker, deadline));
+}
+
+void SanlockLeaseManager::OnEvent(uint64_t event, uint64_t generation)
+{
+    uint64_t ours = generation_.load();
+    if (event != kDomainLeaseWanted || (generation != 0 && ours != 0 && generation != ours))
+        return;
+    yield_ = true;
+    std::lock_guard lock(wanted_mutex_);
+    if (wanted_)
+        wanted_();
+}
+
+/* --- the monitor thread --- */
+
+void SanlockLeaseManager::StartMonitor()
+{
+    std::lock_guard lock(monitor_mutex_);
+    if (monitor_.joinable() || !wake_.valid())
+        return;
+    stop_monitor_ = false;
+    monitor_ = std::thread([this] { MonitorLoop(); });
+}
+
+void SanlockLeaseManager::StopMonitor()
+{
+    std::lock_guard lock(monitor_mutex_);
+    if (!monitor_.joinable())
+        return;
+    stop_monitor_ = true;
+    uint64_t one = 1;
+    if (write(wake_.get(), &one, sizeof(one)) != sizeof(one))
+        g_warning("cannot wake the sanlock monitor of %s: %s", g_.lockspace.c_str(),
+                  strerror(errno));
+    monitor_.join();
+}
+
+void SanlockLeaseManager::MonitorLoop()
+{
+    SigpipeBlock no_sigpipe;
+    Health health;
+    int events = -1; /* the fd sanlock_reg_event gave, or -1 */
+    bool warned = false;
+    while (!stop_monitor_) {
+        CheckHealth(health);
+        LockspaceState state = state_.load();
+        bool in = state == LockspaceState::kJoined || state == LockspaceState::kFailing;
+        if (events < 0 && in) {
+            events = sanlock_reg_event(g_.lockspace.c_str(), nullptr, 0);
+            if (events < 0 && !warned) {
+                g_warning(_("cannot receive requests of other hosts in lockspace %s (%s); they "
+                            "wait for this host's linger on the domain lease to end"),
+                          g_.lockspace.c_str(), Detail(events).c_str());
+                warned = true;
+            }
+        }
+        struct pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {events, POLLIN, 0}};
+        if (poll(fds, 2, static_cast<int>(kMonitorPoll.count())) <= 0)
+            continue;
+        if (fds[0].revents != 0) {
+            uint64_t count;
+            if (read(wake_.get(), &count, sizeof(count)) < 0 && errno != EAGAIN)
+                break;
+        }
+        if (events >= 0 && fds[1].revents != 0) {
+            sanlk_host_event event = {};
+            uint64_t from_host = 0;
+            uint64_t from_generation = 0;
+            int rv = sanlock_get_event(events, 0, &event, &from_host, &from_generation);
+            if (rv == 0) {
+                OnEvent(event.event, event.generation);
+            } else if (rv != -EAGAIN) {
+                /* The daemon closed its end: the lockspace is going. */
+                close(events);
+                events = -1;
+            }
+        }
+    }
+    if (events >= 0)
+        sanlock_end_event(events, g_.lockspace.c_str(), 0); /* closes it */
 }
 
 }  // namespace sdm

@@ -13,7 +13,20 @@
  * running the engine in sdmd and not in libvirtd; this class does not try to survive it.
  * A host that dies holding a lease blocks it until its host lease expires (about
  * 8 x io_timeout + 60 s) or an administrator frees the host id
- * (`sanlock direct release_id`).
+ * (`sanlock direct release_id`). Before that, a monitor thread sees the renewals of this
+ * host's lease stall (state() turns kFailing) or the lockspace vanish (kLost); from then
+ * on Acquire and InitSlot refuse with Unusable(), so no new operation starts.
+ *
+ * Requests: sanlock does not queue waiters, and the engine keeps the domain lease for a
+ * while after its last use (the linger). An Acquire of the domain lease that finds it
+ * held by another host asks that host to give it back, with a lockspace event
+ * (sanlock_set_event) sent to the holder's host id, again every io_timeout seconds while
+ * it retries, and cleared once it is done. Events ride on the delta-lease renewals
+ * (every 2 x io_timeout): the asker's renewal writes it, the holder's next renewal reads
+ * it, so it arrives 0 to about 4 x io_timeout + 3 s after the ask (docs/locking.md has the
+ * figures). The holder's monitor thread receives it on an event fd (sanlock_reg_event)
+ * and runs the handler of SetDomainLeaseWantedHandler; its own next acquire of the
+ * domain lease then waits a moment, so that the asker, not this host, gets it.
  *
  * Thread-safe. */
 #pragma once
@@ -21,11 +34,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "backend/engine/fileio.h"
 #include "backend/engine/lease.h"
 
 namespace sdm {
@@ -62,13 +78,28 @@ public:
     /* Joins the lockspace asynchronously (SANLK_ADD_ASYNC) with the geometry's io_timeout;
      * returns at once. Joining takes about 2 x io_timeout + 1 s, where io_timeout is the
      * one this host id was last joined with (sanlock records it in the host's lease).
-     * Already joined with this host id is fine. */
+     * Already joined with this host id is fine. Starts the monitor thread. */
     Status Join();
     /* Waits until joined and this host's generation is known; kTimeout with a message
      * that names the likely causes. */
     Status WaitJoined(std::chrono::milliseconds timeout);
-    /* Leaves the lockspace and waits for it; kBusy while leases are held in it. */
+    /* Stops the monitor, leaves the lockspace and waits for it; kBusy while leases are
+     * held in it. A lockspace already lost is left at once. */
     Status Leave();
+
+    /* This host's standing in the lockspace, as the monitor last saw it (about once a
+     * second). kFailing: joined, but the daemon has not renewed this host's lease for
+     * longer than a few renewal intervals (storage unreachable or overloaded); it turns
+     * back to kJoined if renewals resume. kLost: the lockspace was joined and is gone
+     * from the daemon (sanlock removed it after failed renewals, an administrator
+     * removed it, or the daemon died); it stays lost until Leave and Join. */
+    enum class LockspaceState { kJoining, kJoined, kFailing, kLost };
+    LockspaceState state() const { return state_.load(); }
+    /* "joining", "joined", "failing", "lost". */
+    static const char *StateName(LockspaceState state);
+    /* Ok while joining or joined; else why this host must not change the domain now and
+     * what to do (kIoError). */
+    Status Unusable() const;
 
     struct Host {
         uint64_t host_id;
@@ -82,9 +113,11 @@ public:
     uint64_t generation() const { return generation_.load(); }
 
     /* Waits for the join first, then tries sanlock_acquire until `timeout` (0: one try);
-     * kBusy names the holder's host id. */
+     * kBusy names the holder's host id. For the domain lease with a timeout, asks the
+     * holding host to give it back (see Requests above). */
     Result<std::unique_ptr<LeaseHandle>> Acquire(uint64_t slot, LeaseMode mode,
                                                  std::chrono::milliseconds timeout) override;
+    void SetDomainLeaseWantedHandler(std::function<void()> handler) override;
     /* Makes sure the batch holding `slot` is on storage, writing it if its boundary slot
      * is not. Writing happens only for a batch no host has finished, so it never touches
      * a lease that can be held; callers must hold the domain lease so that two hosts do
@@ -102,12 +135,28 @@ public:
 
 private:
     class RegistrationPool;
+    struct Health;
 
     Status AwaitJoin(std::chrono::steady_clock::time_point deadline, bool need_generation);
     Status JoinEnded(bool requested) const;
-    Status BusyError(uint64_t slot, int rv, std::chrono::milliseconds waited) const;
+    Status BusyError(uint64_t slot, int rv, std::chrono::milliseconds waited,
+                     bool asked) const;
     Result<bool> SlotOnStorage(uint64_t slot) const;
 
+    /* Requests for the domain lease, asking side: the host ids asked. */
+    std::vector<uint64_t> AskHolders();
+    void StopAsking(const std::vector<uint64_t> &hosts);
+    /* After a request from another host, this host's next acquire of the domain lease
+     * lets the asker go first. */
+    void YieldToAsker(std::chrono::steady_clock::time_point deadline);
+
+    /* The monitor thread: lockspace health, and requests from other hosts. */
+    void StartMonitor();
+    void StopMonitor();
+    void MonitorLoop();
+    void CheckHealth(Health &health);
+    void SetState(LockspaceState state, std::string why);
+    void OnEvent(uint64_t event, uint64_t generation);
     const SanlockGeometry g_;
     const uint32_t host_id_;
     const Status valid_; /* what is wrong with g_ and host_id_, checked once */
@@ -124,6 +173,18 @@ private:
 
     std::mutex init_mutex_;
     std::vector<bool> batch_done_; /* batches known to be on storage */
+
+    std::atomic<LockspaceState> state_{LockspaceState::kJoining};
+    mutable std::mutex why_mutex_;
+    std::string why_;              /* guarded by why_mutex_: what made it failing or lost */
+    std::mutex wanted_mutex_;      /* held while the handler runs */
+    std::function<void()> wanted_; /* guarded by wanted_mutex_ */
+    std::atomic<bool> yield_{false}; /* a request came since the last domain-lease acquire */
+
+    std::mutex monitor_mutex_;     /* start and stop of the monitor */
+    std::thread monitor_;          /* guarded by monitor_mutex_ */
+    std::atomic<bool> stop_monitor_{false};
+    fileio::Fd wake_;              /* eventfd that ends the monitor's poll */
 };
 
 }  // namespace sdm

@@ -82,6 +82,9 @@ typedef struct {
     guint64 capacity;
     guint64 allocation;
     guint64 available;
+    /* Differs whenever any host added or removed a volume since the last read (compare,
+     * never parse); NULL until sdmd has opened the domain. */
+    char *change_token;
 } SdmDomainInfo;
 void sdm_domain_info_free(SdmDomainInfo *info);
 

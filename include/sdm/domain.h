@@ -43,6 +43,17 @@ struct DomainOptions {
     Durability durability = Durability::kAuto;
 };
 
+/* What changes under a domain: its filesystem's space and a token for "volumes came or
+ * went". */
+struct DomainUsage {
+    uint64_t fs_capacity = 0;   /* bytes of the filesystem holding the domain */
+    uint64_t fs_allocation = 0; /* bytes in use on it */
+    uint64_t fs_available = 0;  /* bytes an unprivileged writer may still use */
+    /* Differs whenever any host added or removed a volume since it was read (the name
+     * index's directory times); compare it, never parse it. */
+    std::string change_token;
+};
+
 struct DomainInfo {
     std::string uuid;
     std::string path;
@@ -104,6 +115,9 @@ public:
     virtual Result<VolumeInfo> LookupVolume(const std::string &name) = 0;
     /* Committed volumes only: never garbage. ILLEGAL ones are listed with their legality. */
     virtual Result<std::vector<VolumeInfo>> ListVolumes() = 0;
+
+    /* Cheap (two stat calls): polled to notice other hosts' changes. */
+    virtual Result<DomainUsage> Usage() = 0;
 
     virtual Result<GcReport> CollectGarbage(const GcOptions &options = {}) = 0;
     virtual Result<CheckReport> Check() = 0;

@@ -1,0 +1,488 @@
+/* Storage loss for one host: three simulated hosts (each its own sanlock daemon and
+ * sdmd) share a domain, and host 1 sees it through faultfs (tests/support/faultfs), so
+ * that its storage can fail for host 1 alone. Idle when its lockspace file fails, host 1
+ * holds no lease for sanlock to take back: its sdmd stays up, says the lockspace is lost
+ * and refuses work. Mid-clone, with its copy stuck on storage, it cannot let go of its
+ * leases, and its sanlock daemon ends its sdmd, whose leftovers wait for the garbage
+ * collector until host 1's host id is freed. Either way hosts 2 and 3 go on. Needs root
+ * (FUSE, sanlock daemons); skipped otherwise. Single-threaded like the harnesses it
+ * uses. */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/engine/layout.h"
+#include "tests/support/daemon_harness.h"
+#include "tests/support/faultfs_harness.h"
+#include "tests/support/sanlock_harness.h"
+
+namespace sdm::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+/* A file beside the domain that host 1's stuck qemu-img reads (see StartMidClone). */
+constexpr char kStall[] = "stall";
+/* sdmd(8): the exit status after sanlock's SIGTERM with a lockspace failing or lost. */
+constexpr int kExitFenced = 3;
+
+GVariant *NoOptions()
+{
+    return g_variant_new_array(G_VARIANT_TYPE("{sv}"), nullptr, 0);
+}
+
+bool Bool(GVariant *dict, const char *key)
+{
+    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_BOOLEAN);
+    return value && g_variant_get_boolean(value);
+}
+
+/* The pid of the process listening on a unix socket. */
+pid_t ListenerPid(const std::string &socket_path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
+    struct ucred cred = {};
+    socklen_t size = sizeof(cred);
+    bool ok = fd >= 0 &&
+              connect(fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr)) == 0 &&
+              getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &size) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok ? cred.pid : -1;
+}
+
+/* Whether child `pid` has ended, without reaping it (its harness does that). */
+bool Ended(pid_t pid)
+{
+    siginfo_t info = {};
+    return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid == pid;
+}
+
+/* One simulated host: a private sanlock daemon and an sdmd using it with `host_id`. */
+class Host {
+public:
+    Host(uint32_t host_id, const std::vector<std::string> &env)
+        : host_id_(host_id), sanlock_("host-" + std::to_string(host_id))
+    {
+        started_ = daemon_.Start("lease_backend=sanlock\nhost_id=" + std::to_string(host_id) +
+                                     "\nsanlock_run_dir=" + sanlock_.run_dir() + "\n",
+                                 env);
+        g_autoptr(GError) error = nullptr;
+        if (started_)
+            conn_ = daemon_.Connect(&error);
+    }
+
+    ~Host()
+    {
+        if (conn_) {
+            g_dbus_connection_close_sync(conn_, nullptr, nullptr);
+            g_object_unref(conn_);
+        }
+        if (daemon_.running()) {
+            EXPECT_EQ(daemon_.Stop(), 0) << daemon_.Log();
+        }
+    }
+
+    ::testing::AssertionResult Ready() const
+    {
+        if (!started_)
+            return started_;
+        if (!conn_)
+            return ::testing::AssertionFailure() << "cannot connect to sdmd " << host_id_;
+        return ::testing::AssertionSuccess();
+    }
+
+    /* The first out-argument of a call that must succeed (null after a failure). */
+    GVariant *Out(const char *method, GVariant *args)
+    {
+        g_autoptr(GError) error = nullptr;
+        g_autoptr(GVariant) reply = Call(conn_, method, args, &error);
+        EXPECT_NE(reply, nullptr) << "host " << host_id_ << ": " << method << ": "
+                                  << (error ? error->message : "") << "\n"
+                                  << daemon_.Log();
+        return reply ? g_variant_get_child_value(reply, 0) : nullptr;
+    }
+
+    std::string Submit(const char *method, GVariant *args)
+    {
+        g_autoptr(GVariant) id = Out(method, args);
+        return id ? g_variant_get_string(id, nullptr) : "";
+    }
+
+    /* Runs a job that must succeed; whether it did. */
+    bool Job(const char *method, GVariant *args)
+    {
+        std::string id = Submit(method, args);
+        if (id.empty())
+            return false;
+        g_autoptr(GVariant) job = Out("WaitJob", g_variant_new("(su)", id.c_str(), 120000u));
+        EXPECT_EQ(Str(job, "state"), "done") << "host " << host_id_ << ": " << method << ": "
+                                             << Str(job, "error_message");
+        return Str(job, "state") == "done";
+    }
+
+    bool WaitJoined(const std::string &uuid)
+    {
+        return SpinUntil([&] {
+            g_autoptr(GVariant) domain = Out("GetDomain", g_variant_new("(s)", uuid.c_str()));
+            return Bool(domain, "joined");
+        });
+    }
+
+    std::vector<std::string> VolumeNames(const std::string &uuid)
+    {
+        std::vector<std::string> names;
+        g_autoptr(GVariant) volumes = Out("ListVolumes", g_variant_new("(s)", uuid.c_str()));
+        for (size_t i = 0; volumes && i < g_variant_n_children(volumes); i++) {
+            g_autoptr(GVariant) v = g_variant_get_child_value(volumes, i);
+            names.push_back(Str(v, "name"));
+        }
+        std::sort(names.begin(), names.end());
+        return names;
+    }
+
+    /* The lockspace state this host's sanlock daemon gives `host_id` ("" if not listed). */
+    std::string HostState(const std::string &uuid, uint64_t host_id)
+    {
+        g_autoptr(GVariant) hosts = Out("ListHosts", g_variant_new("(s)", uuid.c_str()));
+        for (size_t i = 0; hosts && i < g_variant_n_children(hosts); i++) {
+            guint64 id, generation, timestamp;
+            const char *state;
+            g_variant_get_child(hosts, i, "(tt&st)", &id, &generation, &state, &timestamp);
+            if (id == host_id)
+                return state;
+        }
+        return "";
+    }
+
+    std::string Diagnostics() const { return daemon_.Log() + sanlock_.OutputTail(); }
+    SanlockDaemon &sanlock() { return sanlock_; }
+    DaemonHarness &daemon() { return daemon_; }
+
+private:
+    uint32_t host_id_;
+    SanlockDaemon sanlock_;
+    TempDir dir_;
+    DaemonHarness daemon_{dir_.path()};
+    ::testing::AssertionResult started_ = ::testing::AssertionFailure();
+    GDBusConnection *conn_ = nullptr;
+};
+
+class FencingTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        if (geteuid() != 0)
+            GTEST_SKIP() << "sanlock daemons and FUSE mounts need root";
+        /* The shared storage holds the domain and kStall; host 1 sees it at view_. */
+        std::string shared = tmp_.Sub("shared");
+        view_ = tmp_.Sub("host1-view");
+        root_ = shared + "/domain";
+        host1_root_ = view_ + "/domain";
+        ASSERT_EQ(mkdir(shared.c_str(), 0755), 0);
+        ASSERT_EQ(mkdir(root_.c_str(), 0755), 0);
+        ASSERT_EQ(mkdir(view_.c_str(), 0755), 0);
+        /* Before any sanlock daemon starts: each copies this mount namespace once, and
+         * host 1's must have the mount to open its lockspace through it. */
+        try {
+            fs_ = std::make_unique<FaultFs>(shared, view_);
+        } catch (const std::exception &e) {
+            FAIL() << e.what();
+        }
+    }
+
+    void TearDown() override
+    {
+        if (copier_ > 0)
+            kill(copier_, SIGKILL);
+    }
+
+    /* Starts hosts 1..3; `host1_env` goes to host 1's sdmd only. */
+    void StartHosts(const std::vector<std::string> &host1_env)
+    {
+        for (uint32_t id = 1; id <= 3; id++) {
+            try {
+                hosts_.push_back(
+                    std::make_unique<Host>(id, id == 1 ? host1_env : std::vector<std::string>{}));
+            } catch (const std::exception &e) {
+                FAIL() << "cannot start host " << id << ": " << e.what();
+            }
+            ASSERT_TRUE(hosts_.back()->Ready());
+        }
+    }
+
+    Host &host(int id) { return *hosts_.at(static_cast<size_t>(id - 1)); }
+
+    /* Host 2 formats the domain with io_timeout 1; host 1 attaches it through faultfs,
+     * the others directly; all join. */
+    void FormatAndAttach()
+    {
+        GVariantBuilder options;
+        g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
+        g_variant_builder_add(&options, "{sv}", "io_timeout", g_variant_new_uint32(1));
+        g_autoptr(GVariant) formatted =
+            host(2).Out("FormatDomain", g_variant_new("(s@a{sv})", root_.c_str(),
+                                                      g_variant_builder_end(&options)));
+        ASSERT_NE(formatted, nullptr);
+        uuid_ = Str(formatted, "uuid");
+        lockspace_ = Str(formatted, "lockspace");
+        for (int id = 1; id <= 3; id++) {
+            const std::string &path = id == 1 ? host1_root_ : root_;
+            g_autoptr(GVariant) attached =
+                host(id).Out("AttachDomain", g_variant_new("(s)", path.c_str()));
+            ASSERT_NE(attached, nullptr);
+            ASSERT_EQ(Str(attached, "uuid"), uuid_);
+        }
+        for (int id = 1; id <= 3; id++)
+            ASSERT_TRUE(host(id).WaitJoined(uuid_)) << host(id).Diagnostics();
+    }
+
+    bool Create(Host &h, const std::string &name)
+    {
+        return h.Job("CreateVolume", g_variant_new("(sst@a{sv})", uuid_.c_str(), name.c_str(),
+                                                   4 * kMiB, NoOptions()));
+    }
+
+    bool Delete(Host &h, const std::string &name)
+    {
+        return h.Job("DeleteVolume", g_variant_new("(ss)", uuid_.c_str(), name.c_str()));
+    }
+
+    /* CheckDomain on `h`: no problem, and `pending` transactions in progress. */
+    void ExpectConsistent(Host &h, uint32_t pending)
+    {
+        g_autoptr(GVariant) check = h.Out("CheckDomain", g_variant_new("(s)", uuid_.c_str()));
+        ASSERT_NE(check, nullptr);
+        g_autoptr(GVariant) problems =
+            g_variant_lookup_value(check, "problems", G_VARIANT_TYPE_STRING_ARRAY);
+        ASSERT_NE(problems, nullptr);
+        std::string all;
+        for (size_t i = 0; i < g_variant_n_children(problems); i++) {
+            g_autoptr(GVariant) p = g_variant_get_child_value(problems, i);
+            all += std::string(g_variant_get_string(p, nullptr)) + "\n";
+        }
+        EXPECT_EQ(all, "");
+        g_autoptr(GVariant) found = g_variant_lookup_value(check, "pending", nullptr);
+        ASSERT_NE(found, nullptr);
+        EXPECT_EQ(g_variant_get_uint32(found), pending);
+    }
+
+    /* Hosts 2 and 3 each create a volume and delete another: `round` names them. */
+    void OthersWork(int round)
+    {
+        for (int id = 2; id <= 3; id++) {
+            std::string tag = "h" + std::to_string(id) + "r" + std::to_string(round);
+            if (Create(host(id), "kept-" + tag))
+                kept_.push_back("kept-" + tag);
+            if (Create(host(id), "gone-" + tag))
+                Delete(host(id), "gone-" + tag);
+        }
+    }
+
+    /* Three hosts (`host1_env` for host 1's sdmd), the domain, a volume "source" from
+     * host 1 and a round of work from the others. */
+    void StartShared(const std::vector<std::string> &host1_env = {})
+    {
+        ASSERT_NO_FATAL_FAILURE(StartHosts(host1_env));
+        ASSERT_NO_FATAL_FAILURE(FormatAndAttach());
+        ASSERT_TRUE(Create(host(1), "source")) << "host 1 works through faultfs";
+        ASSERT_NO_FATAL_FAILURE(OthersWork(0));
+    }
+
+    /* StartShared, then host 1 clones source and is held in the copy by a qemu-img that
+     * never ends: the new volume's lease and the domain lease held, its marker on
+     * storage. `sdmd` is host 1's sdmd process. */
+    void StartMidClone(pid_t *sdmd)
+    {
+        std::string stuck = tmp_.Sub("stuck-qemu-img");
+        std::string stuck_pid = tmp_.Sub("stuck.pid");
+        /* Its convert reads kStall through faultfs, then waits for a writer on a FIFO
+         * that never gets one. A test that hangs the read gets a copy stuck on storage,
+         * which not even SIGKILL ends (as on a hard NFS mount); else one that the test
+         * and a cancel can end. */
+        std::string fifo = tmp_.Sub("never");
+        WriteFile(tmp_.Sub("shared") + "/" + kStall, "");
+        ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+        WriteFile(stuck, "#!/bin/sh\n"
+                         "if [ \"$1\" = convert ]; then echo $$ > " + stuck_pid +
+                         "; exec cat " + view_ + "/" + kStall + " " + fifo + "; fi\n"
+                         "exec qemu-img \"$@\"\n");
+        ASSERT_EQ(chmod(stuck.c_str(), 0755), 0);
+        ASSERT_NO_FATAL_FAILURE(StartShared({"SDM_QEMU_IMG=" + stuck}));
+
+        GVariantBuilder qcow2;
+        g_variant_builder_init(&qcow2, G_VARIANT_TYPE_VARDICT);
+        g_variant_builder_add(&qcow2, "{sv}", "format", g_variant_new_string("qcow2"));
+        std::string id = host(1).Submit(
+            "CloneVolume", g_variant_new("(sss@a{sv})", uuid_.c_str(), "source", "victim",
+                                         g_variant_builder_end(&qcow2)));
+        ASSERT_FALSE(id.empty());
+        ASSERT_TRUE(SpinUntil([&] {
+            g_autoptr(GVariant) job = host(1).Out("GetJob", g_variant_new("(s)", id.c_str()));
+            return Str(job, "step") == "clone.copy";
+        })) << host(1).Diagnostics();
+        /* The step is announced before qemu-img starts. */
+        ASSERT_TRUE(SpinUntil([&] { return !ReadFile(stuck_pid).empty(); }));
+        copier_ = std::atoi(ReadFile(stuck_pid).c_str());
+        *sdmd = ListenerPid(host(1).daemon().socket());
+        ASSERT_GT(*sdmd, 0) << "cannot find host 1's sdmd";
+    }
+
+    /* GetDomain's lockspace_state on `h` (this host's standing in the lockspace). */
+    std::string LockspaceState(Host &h)
+    {
+        g_autoptr(GVariant) domain = h.Out("GetDomain", g_variant_new("(s)", uuid_.c_str()));
+        return Str(domain, "lockspace_state");
+    }
+
+    TempDir tmp_;
+    std::string root_;       /* the domain, as hosts 2 and 3 see it */
+    std::string view_;       /* the shared storage through faultfs */
+    std::string host1_root_; /* the domain, as host 1 sees it */
+    std::string uuid_;
+    std::string lockspace_;
+    std::vector<std::string> kept_;
+    pid_t copier_ = -1;
+    /* Destroyed after the hosts: their sanlock daemons hold copies of the mount. */
+    std::unique_ptr<FaultFs> fs_;
+    std::vector<std::unique_ptr<Host>> hosts_;
+};
+
+/* Host 1 is idle (it holds no lease) when its lockspace file fails: sanlock gives the
+ * lockspace up with nobody to end, and host 1's sdmd stays up, says the lockspace is
+ * lost and refuses metadata operations on the domain. */
+TEST_F(FencingTest, IdleHostThatLosesItsLockspaceRefusesWork)
+{
+    ASSERT_NO_FATAL_FAILURE(StartShared());
+    pid_t sdmd = ListenerPid(host(1).daemon().socket());
+    ASSERT_GT(sdmd, 0) << "cannot find host 1's sdmd";
+
+    ASSERT_EQ(fs_->Add("lose-ids", "read,write", "/domain/" + std::string(layout::kIds),
+                       "error=EIO"),
+              "");
+    ASSERT_TRUE(SpinUntil(
+        [&] {
+            std::string log = host(1).daemon().Log();
+            return log.find("this host lost lockspace " + lockspace_) != std::string::npos ||
+                   Ended(sdmd);
+        },
+        std::chrono::seconds(120)))
+        << host(1).Diagnostics();
+    ASSERT_FALSE(Ended(sdmd)) << "sanlock ended an sdmd that held no lease\n"
+                              << host(1).Diagnostics();
+    EXPECT_EQ(LockspaceState(host(1)), "lost");
+    std::string log = host(1).daemon().Log();
+    EXPECT_NE(log.find("has not been renewed"), std::string::npos) << log;
+    std::string sanlock_log = host(1).sanlock().OutputTail(1 << 20);
+    EXPECT_NE(sanlock_log.find("check_our_lease failed"), std::string::npos) << sanlock_log;
+    EXPECT_EQ(sanlock_log.find("kill " + std::to_string(sdmd)), std::string::npos)
+        << sanlock_log;
+    EXPECT_GT(fs_->Rules()["lose-ids"].hits, 0u);
+
+    std::string refused = host(1).Submit(
+        "CreateVolume",
+        g_variant_new("(sst@a{sv})", uuid_.c_str(), "after-loss", 4 * kMiB, NoOptions()));
+    if (!refused.empty()) {
+        g_autoptr(GVariant) job =
+            host(1).Out("WaitJob", g_variant_new("(su)", refused.c_str(), 120000u));
+        EXPECT_EQ(Str(job, "state"), "failed");
+        EXPECT_NE(Str(job, "error_message").find("lost lockspace"), std::string::npos)
+            << Str(job, "error_message");
+    }
+
+    /* A stop now is sanlock's kind: at once, touching nothing. */
+    EXPECT_EQ(host(1).daemon().Stop(), kExitFenced) << host(1).daemon().Log();
+
+    /* Nothing of host 1's stands in the others' way. */
+    ASSERT_NO_FATAL_FAILURE(OthersWork(1));
+    std::vector<std::string> expected = kept_;
+    expected.push_back("source");
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(host(3).VolumeNames(uuid_), expected);
+    for (int id = 2; id <= 3; id++)
+        ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(id), 0));
+}
+
+/* Host 1's copy is stuck on storage that does not answer, and then its lockspace file
+ * fails: the clone cannot be stopped, so host 1 still holds its leases (the domain lease
+ * among them: a clone keeps it to its end) when sanlock gives the lockspace up, and
+ * sanlock ends sdmd, which exits without touching storage. What it left waits for the
+ * garbage collector until host 1's host id is freed. */
+TEST_F(FencingTest, HostStuckOnStorageIsFenced)
+{
+    ASSERT_EQ(fs_->Add("stall-copy", "read", "/" + std::string(kStall), "hang"), "");
+    pid_t sdmd;
+    ASSERT_NO_FATAL_FAILURE(StartMidClone(&sdmd));
+    ASSERT_TRUE(fs_->WaitHung("stall-copy"));
+
+    ASSERT_EQ(fs_->Add("lose-ids", "read,write", "/domain/" + std::string(layout::kIds),
+                       "error=EIO"),
+              "");
+    ASSERT_TRUE(SpinUntil([&] { return Ended(sdmd); }, std::chrono::seconds(120)))
+        << "host 1's sdmd outlived its lockspace\n"
+        << host(1).Diagnostics();
+    std::string sanlock_log = host(1).sanlock().OutputTail(1 << 20);
+    EXPECT_NE(sanlock_log.find("check_our_lease failed"), std::string::npos)
+        << "host 1's sanlock daemon did not declare its lease lost\n"
+        << sanlock_log;
+    EXPECT_NE(sanlock_log.find("kill " + std::to_string(sdmd) + " sig 15"), std::string::npos)
+        << "host 1's sanlock daemon did not send SIGTERM to sdmd " << sdmd << "\n"
+        << sanlock_log;
+    int status = host(1).daemon().Stop();
+    EXPECT_TRUE(status == kExitFenced || status == 128 + SIGKILL)
+        << "host 1's sdmd ended with status " << status << "\n"
+        << host(1).daemon().Log();
+    EXPECT_NE(host(1).daemon().Log().find("stopping at once without releasing leases"),
+              std::string::npos)
+        << host(1).daemon().Log();
+    EXPECT_GT(fs_->Rules()["lose-ids"].hits, 0u);
+
+    /* Hosts 2 and 3 see host 1's host lease go stale; what host 1 left stays while that
+     * lease stands: host 1 might still be writing, as far as they know. */
+    EXPECT_TRUE(SpinUntil(
+        [&] {
+            std::string state = host(2).HostState(uuid_, 1);
+            return state == "FAIL" || state == "DEAD";
+        },
+        std::chrono::seconds(120)))
+        << "host 2 sees host 1's host lease renewed: " << host(2).HostState(uuid_, 1);
+    const char *d = uuid_.c_str();
+    g_autoptr(GVariant) kept = host(2).Out("CollectGarbage", g_variant_new("(sb)", d, FALSE));
+    ASSERT_NE(kept, nullptr);
+    EXPECT_EQ(U32(kept, "collected"), 0u) << "collected while host 1's host lease stands";
+    EXPECT_GE(U32(kept, "live"), 1u) << "host 1's half-made clone is gone";
+
+    /* The administrator frees host 1's id (it is fenced); host 1's leases are free at
+     * once (before, a metadata operation on another host waits for the domain lease until
+     * host 1's host lease expires), and the others go on. */
+    EXPECT_EQ(ReleaseHostId(lockspace_, 1, root_ + "/" + layout::kIds), "");
+    ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(3), 1)) << "host 1's clone is pending";
+    ASSERT_NO_FATAL_FAILURE(OthersWork(1));
+    g_autoptr(GVariant) swept = host(2).Out("CollectGarbage", g_variant_new("(sb)", d, FALSE));
+    ASSERT_NE(swept, nullptr);
+    EXPECT_GE(U32(swept, "collected"), 1u) << host(2).Diagnostics();
+    EXPECT_EQ(U32(swept, "errors"), 0u);
+
+    std::vector<std::string> expected = kept_;
+    expected.push_back("source");
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(host(3).VolumeNames(uuid_), expected);
+    for (int id = 2; id <= 3; id++)
+        ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(id), 0));
+}
+
+}  // namespace
+}  // namespace sdm::testing
