@@ -14,6 +14,7 @@
 #include "sdm/client.h"
 
 #include <gio/gio.h>
+#include <gio/gunixfdlist.h>
 #include <libintl.h>
 #include <stddef.h>
 #include <string.h>
@@ -276,9 +277,11 @@ static void set_call_error(GError **error, const SdmClient *client, const char *
     }
 }
 
-/* Calls `method` with `args` (floating, consumed); `timeout_ms` 0 waits forever. */
-static GVariant *call(SdmClient *client, const char *method, GVariant *args,
-                      const char *reply_type, guint timeout_ms, GError **error)
+/* Calls `method` with `args` (floating, consumed) and the descriptors in `fds` (NULL for
+ * none); `timeout_ms` 0 waits forever. */
+static GVariant *call_with_fds(SdmClient *client, const char *method, GVariant *args,
+                               GUnixFDList *fds, const char *reply_type, guint timeout_ms,
+                               GError **error)
 {
     g_autoptr(GVariant) owned_args = g_variant_ref_sink(args);
     g_autoptr(GDBusConnection) connection = get_connection(client, error);
@@ -286,12 +289,18 @@ static GVariant *call(SdmClient *client, const char *method, GVariant *args,
         return NULL;
     int timeout = timeout_ms == 0 || timeout_ms > G_MAXINT ? G_MAXINT : (int)timeout_ms;
     g_autoptr(GError) cause = NULL;
-    GVariant *reply = g_dbus_connection_call_sync(
+    GVariant *reply = g_dbus_connection_call_with_unix_fd_list_sync(
         connection, NULL, kObjectPath, kInterface, method, owned_args,
-        G_VARIANT_TYPE(reply_type), G_DBUS_CALL_FLAGS_NONE, timeout, NULL, &cause);
+        G_VARIANT_TYPE(reply_type), G_DBUS_CALL_FLAGS_NONE, timeout, fds, NULL, NULL, &cause);
     if (!reply)
         set_call_error(error, client, method, timeout, cause);
     return reply;
+}
+
+static GVariant *call(SdmClient *client, const char *method, GVariant *args,
+                      const char *reply_type, guint timeout_ms, GError **error)
+{
+    return call_with_fds(client, method, args, NULL, reply_type, timeout_ms, error);
 }
 
 /* The a{sv} of a "(a{sv})" reply, or NULL with `error` set. */
@@ -891,4 +900,145 @@ SdmGcReport *sdm_client_collect_garbage(SdmClient *client, const char *domain,
     SdmGcReport *report = g_new0(SdmGcReport, 1);
     read_dict(dict, kGcReportFields, G_N_ELEMENTS(kGcReportFields), report);
     return report;
+}
+
+/* --- volume data and domain removal --- */
+
+/* A job started with descriptors: sdmd receives duplicates, the caller keeps its own. */
+static char *start_fd_job(SdmClient *client, const char *method, GVariant *args,
+                          const int *fds, int count, GError **error)
+{
+    g_autoptr(GUnixFDList) list = g_unix_fd_list_new();
+    g_autoptr(GVariant) owned_args = g_variant_ref_sink(args);
+    for (int i = 0; i < count; i++) {
+        if (fds[i] < 0) {
+            g_set_error(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_INVALID_ARGUMENT,
+                        _("%s got no file descriptor (%d); pass an open one"), method, fds[i]);
+            return NULL;
+        }
+        if (g_unix_fd_list_append(list, fds[i], error) < 0)
+            return NULL;
+    }
+    g_autoptr(GVariant) reply = call_with_fds(client, method, g_steal_pointer(&owned_args),
+                                              list, "(s)", SDM_CLIENT_CALL_TIMEOUT_MS, error);
+    if (!reply)
+        return NULL;
+    char *id = NULL;
+    g_variant_get(reply, "(s)", &id);
+    return id;
+}
+
+static GVariant *no_options(void)
+{
+    return g_variant_new_array(G_VARIANT_TYPE("{sv}"), NULL, 0);
+}
+
+char *sdm_client_upload_volume_start(SdmClient *client, const char *domain, const char *name,
+                                     guint64 offset, guint64 length, int data_fd,
+                                     int control_fd, GError **error)
+{
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error))
+        return NULL;
+    const int fds[] = {data_fd, control_fd};
+    return start_fd_job(client, "UploadVolume",
+                        g_variant_new("(sstthh@a{sv})", domain, name, offset, length, 0, 1,
+                                      no_options()),
+                        fds, 2, error);
+}
+
+char *sdm_client_download_volume_start(SdmClient *client, const char *domain,
+                                       const char *name, guint64 offset, guint64 length,
+                                       int data_fd, GError **error)
+{
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error))
+        return NULL;
+    const int fds[] = {data_fd};
+    return start_fd_job(client, "DownloadVolume",
+                        g_variant_new("(sstth@a{sv})", domain, name, offset, length, 0,
+                                      no_options()),
+                        fds, 1, error);
+}
+
+gboolean sdm_client_wait_job(SdmClient *client, const char *job, const SdmWait *wait,
+                             GError **error)
+{
+    if (!check_text(job, _("job id"), error))
+        return FALSE;
+    g_autoptr(GVariant) done = wait_job(client, job, wait, error);
+    return done != NULL;
+}
+
+gboolean sdm_client_cancel_job(SdmClient *client, const char *job, GError **error)
+{
+    if (!check_text(job, _("job id"), error))
+        return FALSE;
+    g_autoptr(GVariant) reply = call(client, "CancelJob", g_variant_new("(s)", job), "()",
+                                     SDM_CLIENT_CALL_TIMEOUT_MS, error);
+    return reply != NULL;
+}
+
+SdmVolumeInfo *sdm_client_wipe_volume(SdmClient *client, const char *domain, const char *name,
+                                      const SdmWait *wait, GError **error)
+{
+    if (!check_text(name, _("volume name"), error))
+        return NULL;
+    g_autofree char *uuid = domain_uuid(client, domain, error);
+    if (!uuid)
+        return NULL;
+    GVariantBuilder options;
+    g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
+    add_option(&options, "algorithm", "zero");
+    return run_volume_job(client, uuid, "WipeVolume",
+                          g_variant_new("(ss@a{sv})", uuid, name,
+                                        g_variant_builder_end(&options)),
+                          wait, error);
+}
+
+SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
+                                        const char *name, int source_fd,
+                                        const char *source_format, const char *format,
+                                        guint64 capacity, const SdmVolumeInfo *plan,
+                                        const SdmWait *wait, GError **error)
+{
+    if (!check_text(name, _("volume name"), error) ||
+        (source_format && !check_text(source_format, _("source format"), error)) ||
+        (format && !check_text(format, _("format"), error)))
+        return NULL;
+    g_autofree char *uuid = domain_uuid(client, domain, error);
+    if (!uuid)
+        return NULL;
+    GVariantBuilder options;
+    g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
+    add_option(&options, "source_format", source_format);
+    add_option(&options, "format", format);
+    if (capacity)
+        g_variant_builder_add(&options, "{sv}", "capacity", g_variant_new_uint64(capacity));
+    add_plan(&options, plan);
+    const int fds[] = {source_fd};
+    g_autofree char *job = start_fd_job(client, "ImportVolume",
+                                        g_variant_new("(ssh@a{sv})", uuid, name, 0,
+                                                      g_variant_builder_end(&options)),
+                                        fds, 1, error);
+    if (!job)
+        return NULL;
+    g_autoptr(GVariant) done = wait_job(client, job, wait, error);
+    if (!done)
+        return NULL;
+    g_autoptr(GVariant) result = g_variant_lookup_value(done, "result", G_VARIANT_TYPE_VARDICT);
+    if (!result) {
+        g_set_error(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_INTERNAL,
+                    _("sdmd's import job succeeded without reporting the volume it made; "
+                      "please report this bug, and look the volume up meanwhile"));
+        return NULL;
+    }
+    return volume_result(client, uuid, result, error);
+}
+
+gboolean sdm_client_remove_domain(SdmClient *client, const char *path, GError **error)
+{
+    if (!check_text(path, _("domain path"), error))
+        return FALSE;
+    g_autoptr(GVariant) reply = call(client, "RemoveDomain", g_variant_new("(s)", path), "()",
+                                     SDM_CLIENT_CALL_TIMEOUT_MS, error);
+    return reply != NULL;
 }

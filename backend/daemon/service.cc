@@ -7,7 +7,9 @@
  * loop, which logs them, emits them as signals and completes the calls waiting on them. */
 #include "backend/daemon/service.h"
 
+#include <gio/gunixfdlist.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,6 +28,7 @@
 #include "backend/daemon/dbus_api.h"
 #include "backend/daemon/log.h"
 #include "backend/daemon/sdm1-dbus.h"
+#include "backend/engine/fileio.h"
 #include "backend/engine/i18n.h"
 #include "backend/engine/layout.h"
 #include "backend/sanlock/sanlock_lease.h"
@@ -238,6 +241,11 @@ Service::Service(Config config)
     Connect<&Service::GetJob>("handle-get-job");
     Connect<&Service::WaitJob>("handle-wait-job");
     Connect<&Service::CancelJob>("handle-cancel-job");
+    Connect<&Service::RemoveDomain>("handle-remove-domain");
+    Connect<&Service::UploadVolume>("handle-upload-volume");
+    Connect<&Service::DownloadVolume>("handle-download-volume");
+    Connect<&Service::WipeVolume>("handle-wipe-volume");
+    Connect<&Service::ImportVolume>("handle-import-volume");
 }
 
 Service::~Service()
@@ -1434,6 +1442,261 @@ void Service::CancelJob(GDBusMethodInvocation *invocation, const char *id)
         return dbus::ReturnError(invocation, status);
     Log(LogLevel::kInfo, "%s: cancel requested", id);
     sdm_manager_complete_cancel_job(skeleton_, invocation);
+}
+
+
+/* --- volume data and domain removal --- */
+
+/* A descriptor a method's 'h' argument names in the message's fd list, duplicated and
+ * owned (shared: job work is copied), or why there is none. */
+static Result<std::shared_ptr<fileio::Fd>> TakeFd(GDBusMethodInvocation *invocation,
+                                                  GVariant *handle, const char *what)
+{
+    GUnixFDList *list =
+        g_dbus_message_get_unix_fd_list(g_dbus_method_invocation_get_message(invocation));
+    gint index = g_variant_get_handle(handle);
+    if (!list || index < 0 || index >= g_unix_fd_list_get_length(list))
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             Printf(_("the call carries no file descriptor for %s (handle %d); "
+                                      "pass it in the message's unix fd list"),
+                                    what, index));
+    g_autoptr(GError) error = nullptr;
+    int fd = g_unix_fd_list_get(list, index, &error);
+    if (fd < 0)
+        return Status::Error(ErrorCode::kIoError,
+                             Printf(_("cannot take the file descriptor for %s: %s"), what,
+                                    error->message));
+    return std::make_shared<fileio::Fd>(fd);
+}
+
+/* An upload's end as its producer confirms it: one byte on `control`, which a producer
+ * that aborts or dies never writes (its descriptor just closes). */
+static Status ConfirmEnd(int control, OpObserver *observer)
+{
+    for (;;) {
+        struct pollfd p = {control, POLLIN, 0};
+        int ready = poll(&p, 1, 250);
+        if (ready < 0 && errno != EINTR)
+            return Status::FromErrno(errno, _("waiting for the upload's confirmation"));
+        if (ready > 0) {
+            char byte;
+            ssize_t got = read(control, &byte, 1);
+            if (got == 1)
+                return Status::Ok();
+            if (got == 0)
+                return Status::Error(ErrorCode::kCancelled,
+                                     _("the upload stream ended without its producer's "
+                                       "confirmation: it was aborted, or the process feeding "
+                                       "it died"));
+            if (errno != EINTR && errno != EAGAIN)
+                return Status::FromErrno(errno, _("reading the upload's confirmation"));
+        }
+        if (observer && observer->CancelRequested())
+            return Status::Error(ErrorCode::kCancelled, _("the operation was cancelled"));
+    }
+}
+
+static Status NoDataOptions(GVariant *options, const char *method)
+{
+    return dbus::CheckOptions(options, {}, method);
+}
+
+void Service::RemoveDomain(GDBusMethodInvocation *invocation, const char *path)
+{
+    Status status = RequireAbsolute(path, _("domain path"));
+    if (status.ok()) {
+        if (auto attached = Find(path); attached.ok())
+            status = Status::Error(ErrorCode::kBusy,
+                                   Printf(_("domain %s at %s is attached on this host; detach "
+                                            "it first (sdm detach, or virsh pool-destroy)"),
+                                          (*attached)->info.uuid.c_str(), path));
+    }
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    auto removed = std::make_shared<Status>();
+    std::string where = path;
+    OffMainLoop(
+        [this, removed, where] {
+            auto entry = OpenEntry(where);
+            *removed = entry.ok() ? RemoveOpened(**entry) : entry.status();
+        },
+        [this, removed, where, invocation] {
+            if (!removed->ok())
+                return dbus::ReturnError(invocation, *removed);
+            Log(LogLevel::kInfo, _("removed the domain at %s"), where.c_str());
+            sdm_manager_complete_remove_domain(skeleton_, invocation);
+        });
+}
+
+/* Removes a domain opened for that alone; with sanlock, only while no other host is live
+ * in its lockspace. Leaves the lockspace afterwards either way. */
+Status Service::RemoveOpened(AttachedDomain &entry) const
+{
+    Status status = entry.With([&](Domain &d) -> Status {
+        if (entry.sanlock) {
+            auto hosts = entry.sanlock->Hosts();
+            if (!hosts.ok())
+                return hosts.status();
+            for (const auto &host : *hosts) {
+                if (host.host_id != config_.host_id && host.state == "live")
+                    return Status::Error(
+                        ErrorCode::kBusy,
+                        Printf(_("host %llu is live in the lockspace of domain %s; stop the "
+                                 "pool (detach the domain) on every other host first"),
+                               static_cast<unsigned long long>(host.host_id),
+                               entry.info.uuid.c_str()));
+            }
+        }
+        return d.Remove();
+    });
+    {
+        std::lock_guard lock(entry.open_mu);
+        entry.domain.reset();
+    }
+    if (entry.sanlock) {
+        Status left = entry.sanlock->Leave();
+        if (!left.ok())
+            Log(LogLevel::kWarning, _("domain %s: leaving its lockspace failed: %s"),
+                entry.info.uuid.c_str(), left.ToString().c_str());
+    }
+    return status;
+}
+
+void Service::UploadVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name, guint64 offset, guint64 length, GVariant *data,
+                           GVariant *control, GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok())
+        status = NoDataOptions(options, "UploadVolume");
+    auto data_fd = TakeFd(invocation, data, "data");
+    auto control_fd = TakeFd(invocation, control, "control");
+    if (status.ok())
+        status = data_fd.ok() ? control_fd.status() : data_fd.status();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string volume = name;
+    std::string id = Submit(
+        "upload", volume, *entry,
+        [volume, offset, length, data = *data_fd, control = *control_fd](OpObserver &observer,
+                                                                         JobRecord &record) {
+            UploadSource source;
+            source.fd = data->get();
+            source.confirm_end = [control](OpObserver *o) { return ConfirmEnd(control->get(), o); };
+            auto result = record.entry->With([&](Domain &d) {
+                return d.UploadVolume(volume, source, offset, length, &observer);
+            });
+            /* The job's work outlives it; the producer must see the pipe closed now. */
+            *data = fileio::Fd();
+            *control = fileio::Fd();
+            return KeepVolume(std::move(result), record);
+        });
+    sdm_manager_complete_upload_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::DownloadVolume(GDBusMethodInvocation *invocation, const char *domain,
+                             const char *name, guint64 offset, guint64 length, GVariant *data,
+                             GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok())
+        status = NoDataOptions(options, "DownloadVolume");
+    auto data_fd = TakeFd(invocation, data, "data");
+    if (status.ok())
+        status = data_fd.status();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string volume = name;
+    std::string id = Submit("download", volume, *entry,
+                            [volume, offset, length, data = *data_fd](OpObserver &observer,
+                                                                      JobRecord &record) {
+                                Status done = record.entry->With([&](Domain &d) {
+                                    return d.DownloadVolume(volume, data->get(), offset, length,
+                                                            &observer);
+                                });
+                                /* The reader sees the end only once this is closed. */
+                                *data = fileio::Fd();
+                                return done;
+                            });
+    sdm_manager_complete_download_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::WipeVolume(GDBusMethodInvocation *invocation, const char *domain,
+                         const char *name, GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok())
+        status = dbus::CheckOptions(options, {{"algorithm", "s"}}, "WipeVolume");
+    std::string algorithm = dbus::DictReader(options).Str("algorithm");
+    if (status.ok() && !algorithm.empty() && algorithm != "zero")
+        status = Status::Error(ErrorCode::kUnsupported,
+                               Printf(_("wipe algorithm '%s' is not supported; a storage "
+                                        "domain wipes with zeros only (algorithm zero)"),
+                                      algorithm.c_str()));
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string volume = name;
+    std::string id = Submit("wipe", volume, *entry,
+                            [volume](OpObserver &observer, JobRecord &record) {
+                                return KeepVolume(record.entry->With([&](Domain &d) {
+                                    return d.WipeVolume(volume, &observer);
+                                }),
+                                                  record);
+                            });
+    sdm_manager_complete_wipe_volume(skeleton_, invocation, id.c_str());
+}
+
+void Service::ImportVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name, GVariant *source, GVariant *options)
+{
+    auto entry = Find(domain);
+    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
+    if (status.ok())
+        status = dbus::CheckOptions(options,
+                                    {{"source_format", "s"}, {"format", "s"}, {"capacity", "t"},
+                                     {"uuid", "s"}, {"image", "s"}},
+                                    "ImportVolume");
+    dbus::DictReader reader(options);
+    ImportParams params;
+    params.name = name;
+    params.capacity = reader.U64("capacity");
+    params.uuid = reader.Str("uuid");
+    params.image = reader.Str("image");
+    for (const char *key : {"source_format", "format"}) {
+        std::string text = reader.Str(key);
+        if (!status.ok() || text.empty())
+            continue;
+        auto parsed = ParseVolumeFormat(text);
+        if (!parsed)
+            status = Status::Error(ErrorCode::kInvalidArgument,
+                                   Printf(_("unknown %s '%s'; use raw or qcow2"), key,
+                                          text.c_str()));
+        else if (g_str_equal(key, "format"))
+            params.format = parsed;
+        else
+            params.source_format = *parsed;
+    }
+    if (status.ok())
+        status = CheckPlanned(params.uuid, params.image);
+    auto source_fd = TakeFd(invocation, source, "source");
+    if (status.ok())
+        status = source_fd.status();
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    std::string id = Submit("import", name, *entry,
+                            [params, source = *source_fd](OpObserver &observer,
+                                                          JobRecord &record) mutable {
+                                params.source_fd = source->get();
+                                auto made = record.entry->With([&](Domain &d) {
+                                    return d.ImportVolume(params, &observer);
+                                });
+                                *source = fileio::Fd();
+                                return KeepVolume(std::move(made), record);
+                            });
+    sdm_manager_complete_import_volume(skeleton_, invocation, id.c_str());
 }
 
 }  // namespace sdm::daemon

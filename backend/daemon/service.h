@@ -130,6 +130,19 @@ private:
     void GetJob(GDBusMethodInvocation *invocation, const char *id);
     void WaitJob(GDBusMethodInvocation *invocation, const char *id, guint timeout_ms);
     void CancelJob(GDBusMethodInvocation *invocation, const char *id);
+    /* Volume data and domain removal (docs/data-operations.md). */
+    void RemoveDomain(GDBusMethodInvocation *invocation, const char *path);
+    Status RemoveOpened(AttachedDomain &entry) const;  /* off the main loop */
+    void UploadVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
+                      guint64 offset, guint64 length, GVariant *data, GVariant *control,
+                      GVariant *options);
+    void DownloadVolume(GDBusMethodInvocation *invocation, const char *domain,
+                        const char *name, guint64 offset, guint64 length, GVariant *data,
+                        GVariant *options);
+    void WipeVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
+                    GVariant *options);
+    void ImportVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
+                      GVariant *source, GVariant *options);
 
     const Config config_;
     const std::chrono::steady_clock::time_point started_;

@@ -95,6 +95,14 @@ public:
     Result<std::vector<VolumeInfo>> ListVolumes() override;
     Result<GcReport> CollectGarbage(const GcOptions &options) override;
     Result<CheckReport> Check() override;
+    Result<VolumeInfo> ImportVolume(const ImportParams &params, OpObserver *observer) override;
+    Result<VolumeInfo> UploadVolume(const std::string &name, const UploadSource &source,
+                                    uint64_t offset, uint64_t length,
+                                    OpObserver *observer) override;
+    Status DownloadVolume(const std::string &name, int fd, uint64_t offset, uint64_t length,
+                          OpObserver *observer) override;
+    Result<VolumeInfo> WipeVolume(const std::string &name, OpObserver *observer) override;
+    Status Remove() override;
 
     /* --- for the engine's own modules --- */
     int root() const { return root_.get(); }

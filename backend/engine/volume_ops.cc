@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <optional>
 
@@ -19,74 +20,13 @@
 #include "backend/engine/domain_impl.h"
 #include "backend/engine/i18n.h"
 #include "backend/engine/layout.h"
+#include "backend/engine/operation.h"
 #include "backend/engine/qemu_img.h"
 #include "backend/engine/transaction.h"
 
 namespace sdm {
 
-/* One running operation: its current step (for error context) and its transaction. */
-class OpRun {
-public:
-    OpRun(FileDomain &domain, OpObserver *observer, std::string volume)
-        : domain_(domain), observer_(observer), volume_(std::move(volume)) {}
-
-    /* Reaches a named step; a cancel request stops the operation here. */
-    Status Enter(const char *step)
-    {
-        step_ = step;
-        Step(step, observer_);
-        if (observer_ && observer_->CancelRequested())
-            return Status::Error(ErrorCode::kCancelled, _("the operation was cancelled"));
-        return Status::Ok();
-    }
-
-    void SetImage(const std::string &image) { image_ = image; }
-
-    /* Reaches the operation's marker step and begins its transaction. */
-    Status BeginTransaction(const char *step, const meta::Marker &marker)
-    {
-        SDM_RETURN_IF_ERROR(Enter(step));
-        auto tx = Transaction::Begin(domain_, marker);
-        if (!tx.ok())
-            return tx.status();
-        tx_.emplace(std::move(*tx));
-        return Status::Ok();
-    }
-
-    /* Settles the transaction, if one began, and adds the context to the error. */
-    Status Fail(Status status)
-    {
-        if (tx_) {
-            auto recovered = Recover(domain_, tx_->dir_name(), &tx_->marker());
-            if (!recovered.ok())
-                status = Status::Error(status.code(),
-                                       status.message() + _("; cleaning up also failed (") +
-                                           recovered.status().message() +
-                                           _("); the garbage collector will retry"),
-                                       status.context());
-            tx_.reset();
-        }
-        return status.WithDomain(domain_.info().uuid).WithImage(image_).WithVolume(volume_)
-            .WithStep(step_);
-    }
-
-    std::optional<Transaction> &tx() { return tx_; }
-    OpObserver *observer() { return observer_; }
-
-private:
-    FileDomain &domain_;
-    OpObserver *observer_;
-    std::string volume_;
-    std::string image_;
-    std::string step_;
-    std::optional<Transaction> tx_;
-};
-
 namespace {
-
-constexpr std::chrono::milliseconds kTryOnce{0};
-/* Volume data: read-write for owner and group (the hypervisor's group), nothing for others. */
-constexpr mode_t kDataMode = 0660;
 
 /* A reserved name and lease slot for a new volume, and the slot's lease. A slot whose
  * lease is still held (the delete of its last volume is finishing, here or on another
@@ -108,6 +48,8 @@ public:
             uint64_t slot = 0;
             SDM_RETURN_IF_ERROR(domain_.Reserve(slots_.empty() ? name_ : "", &slot));
             slots_.push_back(slot);
+            /* A slot past the lease batches on storage has no lease to acquire yet. */
+            SDM_RETURN_IF_ERROR(domain_.leases().InitSlot(slot));
             auto lease = LeaseGuard::Volume(domain_.leases(), slot, LeaseMode::kExclusive, role,
                                             kTryOnce);
             if (lease.ok() || lease.status().code() != ErrorCode::kBusy)
@@ -135,28 +77,6 @@ Status ValidateCapacity(uint64_t capacity)
                              _("capacity is larger than the 64 PiB a volume may have"));
     return Status::Ok();
 }
-
-Status VolumeBusy(const std::string &name, const Status &lease_status)
-{
-    if (lease_status.code() != ErrorCode::kBusy)
-        return lease_status;
-    return Status::Error(ErrorCode::kBusy,
-                         _("volume '") + name +
-                             _("' is in use: its lease is held (by a running VM, another "
-                               "host or another operation); stop that user and try again (") +
-                             lease_status.message() + ")");
-}
-
-Status RequireLegal(const meta::VolumeMeta &m)
-{
-    if (m.legality == Legality::kLegal)
-        return Status::Ok();
-    return Status::Error(ErrorCode::kBusy,
-                         _("volume '") + m.name +
-                             _("' is ILLEGAL (its data is being written or an operation on it "
-                               "was interrupted); wait for it or run gc"));
-}
-
 
 /* The error for a data file that cannot have the size asked for. */
 Status SizeError(int err, const std::string &what)
@@ -235,17 +155,78 @@ meta::Marker NewMarker(const FileDomain &domain, meta::TxOp op, const meta::Volu
     return marker;
 }
 
-}  // namespace
-
-/* What an operation on an existing volume holds: the domain lease, the domain lock
- * (shared), the volume's image lock (exclusive), and the image as read under that lock. */
-struct FileDomain::VolumeScope {
-    DomainLease::Ref domain_lease;
-    LockGuard domain_lock;
-    LockGuard image_lock;
-    Image image;
-    meta::VolumeMeta volume;
+/* Where a new image's data comes from: a committed volume (clone) or a file outside the
+ * domain (import). */
+struct CopySource {
+    int fd = -1;              /* the source's data, when it is raw and flat */
+    std::string path;         /* the source's file, for qemu-img */
+    VolumeFormat format = VolumeFormat::kRaw;
+    bool flat = true;         /* no backing chain */
+    uint64_t size = 0;        /* the source's virtual size */
 };
+
+/* The clone's transaction, shared by clone and import: a new image whose only volume is
+ * ILLEGAL while the source is copied in (and grown to m.capacity if that is larger), made
+ * LEGAL once the data is durable, then committed by one rename. */
+Status CopyIntoNewImage(FileDomain &domain, OpRun &run, meta::VolumeMeta &m,
+                        const CopySource &source)
+{
+    SDM_RETURN_IF_ERROR(run.BeginTransaction(
+        "clone.marker", NewMarker(domain, meta::TxOp::kClone, m, true)));
+    Transaction &t = *run.tx();
+
+    SDM_RETURN_IF_ERROR(run.Enter("clone.image-dir"));
+    auto work = t.MakeImageDir(m.image);
+    if (!work.ok())
+        return work.status();
+    /* ILLEGAL until the copy is complete: nobody may use a half-copied volume. */
+    SDM_RETURN_IF_ERROR(run.Enter("clone.metadata-illegal"));
+    SDM_RETURN_IF_ERROR(fileio::WriteFileAt(work->get(), layout::MetaFile(m.uuid),
+                                            meta::Encode(m)));
+    SDM_RETURN_IF_ERROR(run.Enter("clone.lease-area"));
+    SDM_RETURN_IF_ERROR(domain.leases().InitSlot(m.slot));
+
+    SDM_RETURN_IF_ERROR(run.Enter("clone.copy"));
+    std::string target_rel = t.RelPath(m.image + "/" + m.uuid);
+    fileio::Fd out;
+    if (source.fd >= 0 && m.format == VolumeFormat::kRaw) {
+        auto created = fileio::OpenAt(work->get(), m.uuid, O_RDWR | O_CREAT | O_EXCL, kDataMode);
+        if (!created.ok())
+            return created.status();
+        out = std::move(*created);
+        SDM_RETURN_IF_ERROR(copy::CopySparse(source.fd, out.get(), source.size, run.observer()));
+        if (m.capacity > source.size && ftruncate(out.get(), static_cast<off_t>(m.capacity)) != 0)
+            return SizeError(errno, target_rel);
+    } else {
+        SDM_RETURN_IF_ERROR(qemu::Convert(source.path, source.format, domain.AbsPath(target_rel),
+                                          m.format, source.size, run.observer()));
+        if (m.capacity > source.size)
+            SDM_RETURN_IF_ERROR(qemu::Resize(domain.AbsPath(target_rel), m.format, m.capacity,
+                                             false));
+        auto opened = fileio::OpenAt(work->get(), m.uuid, O_RDWR);
+        if (!opened.ok())
+            return opened.status();
+        out = std::move(*opened);
+    }
+    if (fchmod(out.get(), kDataMode) != 0) /* whatever the umask */
+        return Status::FromErrno(errno, target_rel);
+    SDM_RETURN_IF_ERROR(run.Enter("clone.copied"));
+    /* Neither the copy nor qemu-img flushes what it wrote. */
+    SDM_RETURN_IF_ERROR(fileio::FsyncFd(out.get(), target_rel));
+
+    SDM_RETURN_IF_ERROR(run.Enter("clone.legal"));
+    m.legality = Legality::kLegal;
+    m.generation++;
+    SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work->get(), layout::MetaFile(m.uuid),
+                                              meta::Encode(m), false));
+    SDM_RETURN_IF_ERROR(run.Enter("clone.durable"));
+    Barrier barrier(domain.sync_policy());
+    barrier.Dir(work->get(), t.RelPath(m.image));
+    SDM_RETURN_IF_ERROR(barrier.Sync());
+    return CommitNewImage(domain, run, m, "clone.commit", "clone.index");
+}
+
+}  // namespace
 
 Result<FileDomain::VolumeScope> FileDomain::LockVolume(const std::string &name,
                                                        OpRun &run)
@@ -536,63 +517,118 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
         return run.Fail(target_lease.status());
     m.slot = reservation.slot();
 
-    status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.BeginTransaction(
-            "clone.marker", NewMarker(*this, meta::TxOp::kClone, m, true)));
-        Transaction &t = *run.tx();
+    CopySource from;
+    from.path = AbsPath(layout::VolumePath(src->image, src->uuid));
+    from.format = src->format;
+    from.flat = src->parent.empty();
+    from.size = src->capacity;
+    fileio::Fd source_data;
+    if (from.flat && from.format == VolumeFormat::kRaw) {
+        auto opened = fileio::OpenAt(source_image->dir.get(), src->uuid, O_RDONLY);
+        if (!opened.ok())
+            return run.Fail(opened.status());
+        source_data = std::move(*opened);
+        from.fd = source_data.get();
+    }
+    status = CopyIntoNewImage(*this, run, m, from);
+    if (!status.ok())
+        return run.Fail(status);
 
-        SDM_RETURN_IF_ERROR(run.Enter("clone.image-dir"));
-        auto work = t.MakeImageDir(m.image);
-        if (!work.ok())
-            return work.status();
-        /* ILLEGAL until the copy is complete: nobody may use a half-copied volume. */
-        SDM_RETURN_IF_ERROR(run.Enter("clone.metadata-illegal"));
-        SDM_RETURN_IF_ERROR(fileio::WriteFileAt(work->get(), layout::MetaFile(m.uuid),
-                                                meta::Encode(m)));
-        SDM_RETURN_IF_ERROR(run.Enter("clone.lease-area"));
-        SDM_RETURN_IF_ERROR(leases_->InitSlot(m.slot));
+    (void)run.Enter("clone.done");
+    (void)run.tx()->Finish();
+    return NewImageInfo(m);
+}
 
-        SDM_RETURN_IF_ERROR(run.Enter("clone.copy"));
-        std::string target_rel = t.RelPath(m.image + "/" + m.uuid);
-        if (src->format == VolumeFormat::kRaw && src->parent.empty() &&
-            m.format == VolumeFormat::kRaw) {
-            auto in = fileio::OpenAt(source_image->dir.get(), src->uuid, O_RDONLY);
-            if (!in.ok())
-                return in.status();
-            auto out = fileio::OpenAt(work->get(), m.uuid, O_RDWR | O_CREAT | O_EXCL, kDataMode);
-            if (!out.ok())
-                return out.status();
-            if (fchmod(out->get(), kDataMode) != 0)
-                return Status::FromErrno(errno, target_rel);
-            SDM_RETURN_IF_ERROR(copy::CopySparse(in->get(), out->get(), m.capacity,
-                                                 run.observer()));
-            SDM_RETURN_IF_ERROR(run.Enter("clone.copied"));
-            SDM_RETURN_IF_ERROR(fileio::FsyncFd(out->get(), target_rel));
-        } else {
-            SDM_RETURN_IF_ERROR(qemu::Convert(AbsPath(layout::VolumePath(src->image, src->uuid)),
-                                              src->format, AbsPath(target_rel), m.format,
-                                              m.capacity, run.observer()));
-            SDM_RETURN_IF_ERROR(run.Enter("clone.copied"));
-            /* qemu-img does not flush what it wrote. */
-            auto out = fileio::OpenAt(work->get(), m.uuid, O_RDWR);
-            if (!out.ok())
-                return out.status();
-            if (fchmod(out->get(), kDataMode) != 0)
-                return Status::FromErrno(errno, target_rel);
-            SDM_RETURN_IF_ERROR(fileio::FsyncFd(out->get(), target_rel));
-        }
+/* The size of an import's source, checked for what the copy needs. A qcow2 source must
+ * name no backing file: qemu-img would follow it and read a file the caller never opened. */
+static Status DescribeImportSource(const ImportParams &params, CopySource *from)
+{
+    from->path = sdm::Printf("/proc/%d/fd/%d", static_cast<int>(getpid()), params.source_fd);
+    from->format = params.source_format;
+    if (params.source_format == VolumeFormat::kRaw) {
+        off_t end = lseek(params.source_fd, 0, SEEK_END);
+        if (end < 0)
+            return Status::FromErrno(errno, _("cannot size the source of the import"));
+        from->fd = params.source_fd;
+        from->size = static_cast<uint64_t>(end);
+    } else {
+        auto info = qemu::Info(from->path);
+        if (!info.ok())
+            return info.status();
+        if (info->format != "qcow2")
+            return Status::Error(ErrorCode::kInvalidArgument,
+                                 sdm::Printf(_("the source of the import is %s, not qcow2; "
+                                               "give its real format"),
+                                             info->format.c_str()));
+        if (!info->backing_filename.empty())
+            return Status::Error(ErrorCode::kUnsupported,
+                                 sdm::Printf(_("the qcow2 source of the import has a backing "
+                                               "file (%s); import a flattened copy (qemu-img "
+                                               "convert) instead"),
+                                             info->backing_filename.c_str()));
+        from->size = info->virtual_size;
+    }
+    if (from->size == 0)
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             _("the source of the import is empty; a volume needs at least "
+                               "one byte"));
+    if (params.capacity != 0 && params.capacity < from->size)
+        return Status::Error(ErrorCode::kInvalidArgument,
+                             sdm::Printf(_("capacity %llu is smaller than the source's %llu "
+                                           "bytes; give at least that, or 0 for the source's "
+                                           "size"),
+                                         static_cast<unsigned long long>(params.capacity),
+                                         static_cast<unsigned long long>(from->size)));
+    return ValidateCapacity(std::max(params.capacity, from->size));
+}
 
-        SDM_RETURN_IF_ERROR(run.Enter("clone.legal"));
-        m.legality = Legality::kLegal;
-        m.generation++;
-        SDM_RETURN_IF_ERROR(fileio::AtomicWriteAt(work->get(), layout::MetaFile(m.uuid),
-                                                  meta::Encode(m), false));
-        SDM_RETURN_IF_ERROR(run.Enter("clone.durable"));
-        Barrier barrier(sync_policy_);
-        barrier.Dir(work->get(), t.RelPath(m.image));
-        SDM_RETURN_IF_ERROR(barrier.Sync());
-        return CommitNewImage(*this, run, m, "clone.commit", "clone.index");
-    }();
+Result<VolumeInfo> FileDomain::ImportVolume(const ImportParams &params, OpObserver *observer)
+{
+    OpRun run(*this, observer, params.name);
+    CopySource from;
+    Status status = run.Enter("clone.begin");
+    if (status.ok())
+        status = layout::ValidateVolumeName(params.name);
+    if (status.ok())
+        status = CheckPlannedId(params.uuid, "volume uuid");
+    if (status.ok())
+        status = CheckPlannedId(params.image, "image uuid");
+    if (status.ok() && params.source_fd < 0)
+        status = Status::Error(ErrorCode::kInvalidArgument,
+                               _("no source descriptor for the import; open the source file "
+                                 "and pass it"));
+    if (status.ok())
+        status = DescribeImportSource(params, &from);
+    if (!status.ok())
+        return run.Fail(status);
+
+    meta::VolumeMeta m;
+    m.uuid = params.uuid.empty() ? layout::NewUuid() : params.uuid;
+    m.image = params.image.empty() ? layout::NewUuid() : params.image;
+    m.name = params.name;
+    m.format = params.format.value_or(params.source_format);
+    m.capacity = std::max(params.capacity, from.size);
+    m.legality = Legality::kIllegal;
+    m.ctime = time(nullptr);
+    run.SetImage(m.image);
+
+    auto domain_lease = AcquireDomainLease();
+    if (!domain_lease.ok())
+        return run.Fail(domain_lease.status());
+    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kShared, options_.lock_timeout);
+    if (!domain_lock.ok())
+        return run.Fail(domain_lock.status());
+    auto image_lock = locks_.Lock(ImageLockKey(m.image), LockMode::kExclusive,
+                                  options_.lock_timeout);
+    if (!image_lock.ok())
+        return run.Fail(image_lock.status());
+    Reservation reservation(*this, m.name);
+    auto lease = reservation.TakeWithLease(lockdep::Role::kNone);
+    if (!lease.ok())
+        return run.Fail(lease.status());
+    m.slot = reservation.slot();
+
+    status = CopyIntoNewImage(*this, run, m, from);
     if (!status.ok())
         return run.Fail(status);
 

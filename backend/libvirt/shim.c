@@ -17,11 +17,16 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <glib-unix.h>
+
+#include "datatypes.h"
 #include "internal.h"
 #include "storage_backend.h"
 #include "storage_conf.h"
 #include "storage_util.h"
 #include "virerror.h"
+#include "virfdstream.h"
+#include "virfile.h"
 #include "virlog.h"
 #include "virstorageobj.h"
 
@@ -192,6 +197,8 @@ static int sdmFormatFromName(const char *name)
 static void sdmFillVolDef(virStorageVolDef *vol, const SdmVolumeInfo *info)
 {
     vol->type = VIR_STORAGE_VOL_FILE;
+    /* libvirt prints a backing store only when both sources have a type. */
+    vol->target.type = VIR_STORAGE_TYPE_FILE;
     if (!vol->key)
         vol->key = g_strdup(info->key);
     if (!vol->target.path)
@@ -205,7 +212,9 @@ static void sdmFillVolDef(virStorageVolDef *vol, const SdmVolumeInfo *info)
             vol->target.backingStore = virStorageSourceNew();
         g_free(vol->target.backingStore->path);
         vol->target.backingStore->path = g_strdup(info->backing_path);
-        vol->target.backingStore->format = VIR_STORAGE_FILE_NONE;
+        vol->target.backingStore->type = VIR_STORAGE_TYPE_FILE;
+        if (vol->target.backingStore->format < VIR_STORAGE_FILE_NONE)
+            vol->target.backingStore->format = VIR_STORAGE_FILE_NONE; /* refined by the list */
     }
 }
 
@@ -217,6 +226,185 @@ static void sdmPoolSpace(virStoragePoolDef *def)
     def->capacity = (unsigned long long)sb.f_frsize * sb.f_blocks;
     def->available = (unsigned long long)sb.f_frsize * sb.f_bavail;
     def->allocation = def->capacity - (unsigned long long)sb.f_frsize * sb.f_bfree;
+}
+
+/* Replaces nothing: adds `volumes` (sdmd's list) to the pool's empty volume list and sets
+ * the pool's space. ILLEGAL volumes (a clone still copying, one a failure left) are not
+ * usable and are left out. Called with the pool locked. */
+static int sdmPoolFill(virStoragePoolObj *obj, GPtrArray *volumes)
+{
+    virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
+    g_autoptr(GHashTable) by_uuid = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < volumes->len; i++) {
+        SdmVolumeInfo *info = g_ptr_array_index(volumes, i);
+        g_hash_table_insert(by_uuid, info->uuid, info);
+    }
+    for (guint i = 0; i < volumes->len; i++) {
+        const SdmVolumeInfo *info = g_ptr_array_index(volumes, i);
+        if (g_strcmp0(info->legality, "LEGAL") != 0)
+            continue;
+        virStorageVolDef *vol = g_new0(virStorageVolDef, 1);
+        vol->name = g_strdup(info->name);
+        sdmFillVolDef(vol, info);
+        const SdmVolumeInfo *parent = info->parent ? g_hash_table_lookup(by_uuid, info->parent)
+                                                   : NULL;
+        if (parent && vol->target.backingStore)
+            vol->target.backingStore->format = sdmFormatFromName(parent->format);
+        if (virStoragePoolObjAddVol(obj, vol) < 0) {
+            virStorageVolDefFree(vol);
+            virReportError(VIR_ERR_INTERNAL_ERROR,
+                           _("pool '%s': volume '%s' (key %s) is listed twice"), def->name,
+                           info->name, info->key);
+            return -1;
+        }
+    }
+    sdmPoolSpace(def);
+    return 0;
+}
+
+/* ---- noticing other hosts' changes ---- */
+
+/* How often an active pool asks sdmd whether volumes came or went (one cheap call per
+ * pool). Another host's create, clone or delete shows in this host's pool within this
+ * interval plus one listing on a local or cluster filesystem; on NFS add the attribute
+ * cache time of the domain's directory (acdirmin, 30 s by default). */
+#define SDM_WATCH_INTERVAL_US (2 * G_USEC_PER_SEC)
+
+typedef struct {
+    virStoragePoolObj *obj; /* a reference */
+    char *token;            /* the change token the pool's volume list reflects */
+} SdmWatch;
+
+static GMutex watchLock;
+static GCond watchWake;
+static GPtrArray *watches; /* SdmWatch*, guarded by watchLock */
+static GThread *watcher;
+
+static void sdmWatchFree(SdmWatch *watch)
+{
+    virObjectUnref(watch->obj);
+    g_free(watch->token);
+    g_free(watch);
+}
+
+/* The domain's change token from sdmd, or NULL (sdmd away: try again next round). */
+static char *sdmChangeToken(virStoragePoolObj *obj)
+{
+    g_autoptr(GError) error = NULL;
+    SdmClient *client;
+    g_autofree char *path = NULL;
+    virObjectLock(obj);
+    path = g_strdup(virStoragePoolObjGetDef(obj)->target.path);
+    client = sdmPoolClient(obj);
+    virObjectUnlock(obj);
+    if (!client) {
+        virResetLastError();
+        return NULL;
+    }
+    g_autoptr(SdmDomainInfo) info = sdm_client_get_domain(client, path, &error);
+    if (!info && g_error_matches(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_NOT_FOUND)) {
+        /* sdmd restarted without this domain in its configuration: the pool is active
+         * in libvirt, so serve it again. */
+        g_clear_error(&error);
+        VIR_INFO("re-attaching storage domain %s after an sdmd restart", path);
+        info = sdm_client_attach_domain(client, path, &error);
+    }
+    return info ? g_steal_pointer(&info->change_token) : NULL;
+}
+
+/* If the pool is idle (no volume being built, copied, uploaded or wiped), lists the domain
+ * and replaces the pool's volume list. The listing runs under the pool lock, as a stock
+ * refresh does: a list fetched before a local create committed must never replace a list
+ * that already shows it. */
+static bool sdmRelist(virStoragePoolObj *obj)
+{
+    g_autoptr(GError) error = NULL;
+    bool done = false;
+    virObjectLock(obj);
+    SdmClient *client = sdmPoolClient(obj);
+    if (client && virStoragePoolObjIsActive(obj) && virStoragePoolObjGetAsyncjobs(obj) == 0) {
+        g_autoptr(GPtrArray) volumes = sdm_client_list_volumes(
+            client, virStoragePoolObjGetDef(obj)->target.path, &error);
+        if (volumes) {
+            virStoragePoolObjClearVols(obj);
+            done = sdmPoolFill(obj, volumes) == 0;
+        }
+    }
+    if (!done)
+        virResetLastError();
+    virObjectUnlock(obj);
+    return done;
+}
+
+static gpointer sdmWatcherLoop(gpointer unused G_GNUC_UNUSED)
+{
+    g_mutex_lock(&watchLock);
+    for (;;) {
+        gint64 deadline = g_get_monotonic_time() + SDM_WATCH_INTERVAL_US;
+        while (g_cond_wait_until(&watchWake, &watchLock, deadline))
+            ;
+        /* Work on a snapshot, unlocked: sdmd calls may take a while. */
+        g_autoptr(GPtrArray) round = g_ptr_array_new_with_free_func(virObjectUnref);
+        for (guint i = 0; i < watches->len; i++) {
+            SdmWatch *watch = g_ptr_array_index(watches, i);
+            g_ptr_array_add(round, virObjectRef(watch->obj));
+        }
+        g_mutex_unlock(&watchLock);
+        for (guint i = 0; i < round->len; i++) {
+            virStoragePoolObj *obj = g_ptr_array_index(round, i);
+            g_autofree char *token = sdmChangeToken(obj);
+            if (!token)
+                continue;
+            g_mutex_lock(&watchLock);
+            SdmWatch *watch = NULL;
+            for (guint j = 0; j < watches->len; j++)
+                if (((SdmWatch *)g_ptr_array_index(watches, j))->obj == obj)
+                    watch = g_ptr_array_index(watches, j);
+            bool changed = watch && g_strcmp0(watch->token, token) != 0;
+            g_mutex_unlock(&watchLock);
+            if (!changed || !sdmRelist(obj))
+                continue;
+            g_mutex_lock(&watchLock);
+            for (guint j = 0; j < watches->len; j++) {
+                watch = g_ptr_array_index(watches, j);
+                if (watch->obj == obj) {
+                    g_free(watch->token);
+                    watch->token = g_steal_pointer(&token);
+                }
+            }
+            g_mutex_unlock(&watchLock);
+        }
+        g_mutex_lock(&watchLock);
+    }
+    return NULL;
+}
+
+/* Starts watching an active pool (idempotent); the first round relists it. */
+static void sdmWatchStart(virStoragePoolObj *obj)
+{
+    g_mutex_lock(&watchLock);
+    if (!watches)
+        watches = g_ptr_array_new_with_free_func((GDestroyNotify)sdmWatchFree);
+    bool known = false;
+    for (guint i = 0; i < watches->len; i++)
+        known |= ((SdmWatch *)g_ptr_array_index(watches, i))->obj == obj;
+    if (!known) {
+        SdmWatch *watch = g_new0(SdmWatch, 1);
+        watch->obj = virObjectRef(obj);
+        g_ptr_array_add(watches, watch);
+    }
+    if (!watcher)
+        watcher = g_thread_new("sdm-pool-watch", sdmWatcherLoop, NULL);
+    g_mutex_unlock(&watchLock);
+}
+
+static void sdmWatchStop(virStoragePoolObj *obj)
+{
+    g_mutex_lock(&watchLock);
+    for (guint i = 0; watches && i < watches->len; i++)
+        if (((SdmWatch *)g_ptr_array_index(watches, i))->obj == obj)
+            g_ptr_array_remove_index_fast(watches, i--);
+    g_mutex_unlock(&watchLock);
 }
 
 /* ---- pool callbacks ---- */
@@ -237,6 +425,7 @@ static int sdmCheckPool(virStoragePoolObj *obj, bool *active)
         return -1;
     }
     *active = true;
+    sdmWatchStart(obj);
     return 0;
 }
 
@@ -292,20 +481,32 @@ static int sdmStopPool(virStoragePoolObj *obj)
         sdmReportError(def->name, "detaching the domain", error);
         return -1;
     }
+    sdmWatchStop(obj);
     return 0;
 }
 
+/* libvirt deletes only an inactive pool, so the domain is detached here: sdmd removes it
+ * if it is empty, and refuses while it holds any volume or pending transaction. */
 static int sdmDeletePool(virStoragePoolObj *obj, unsigned int flags)
 {
     virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
+    g_autoptr(GError) error = NULL;
+    SdmClient *client;
     if (!sdmPoolNs(obj))
         return stockDir->deletePool(obj, flags);
-    virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
-                   _("pool '%s' is a storage domain shared by hosts; pool-delete does not "
-                     "remove domains yet: delete its volumes, stop it on every host and remove "
-                     "%s by hand"),
-                   def->name, def->target.path);
-    return -1;
+    virCheckFlags(0, -1);
+    if (!(client = sdmPoolClient(obj)))
+        return -1;
+    if (!sdm_client_remove_domain(client, def->target.path, &error)) {
+        sdmReportError(def->name, "removing the domain", error);
+        return -1;
+    }
+    /* As stock, the pool's directory goes too; a mount point, or one holding other files,
+     * stays (the domain in it is gone either way). */
+    if (rmdir(def->target.path) < 0 && errno != ENOENT)
+        VIR_WARN("pool '%s': the storage domain is removed, but its directory %s stays: %s",
+                 def->name, def->target.path, g_strerror(errno));
+    return 0;
 }
 
 static int sdmRefreshPool(virStoragePoolObj *obj)
@@ -322,24 +523,7 @@ static int sdmRefreshPool(virStoragePoolObj *obj)
         sdmReportError(def->name, "listing volumes", error);
         return -1;
     }
-    for (guint i = 0; i < volumes->len; i++) {
-        const SdmVolumeInfo *info = g_ptr_array_index(volumes, i);
-        /* An ILLEGAL volume (a clone still copying, or one a failure left) is not usable. */
-        if (g_strcmp0(info->legality, "LEGAL") != 0)
-            continue;
-        virStorageVolDef *vol = g_new0(virStorageVolDef, 1);
-        vol->name = g_strdup(info->name);
-        sdmFillVolDef(vol, info);
-        if (virStoragePoolObjAddVol(obj, vol) < 0) {
-            virStorageVolDefFree(vol);
-            virReportError(VIR_ERR_INTERNAL_ERROR,
-                           _("pool '%s': volume '%s' (key %s) is listed twice"), def->name,
-                           info->name, info->key);
-            return -1;
-        }
-    }
-    sdmPoolSpace(def);
-    return 0;
+    return sdmPoolFill(obj, volumes);
 }
 
 /* ---- volume callbacks ---- */
@@ -427,7 +611,42 @@ static int sdmBuildVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned i
     return 0;
 }
 
-/* A clone within one domain; libvirt calls it as (pool, new volume, source volume). */
+/* vol-create-from a volume of another pool (stock, or another domain): sdmd copies the
+ * source file into a new volume. libvirtd opens the source and hands sdmd the descriptor,
+ * so sdmd reads only what libvirtd itself may. */
+static int sdmImportVol(virStoragePoolDef *def, SdmClient *client, virStorageVolDef *vol,
+                        virStorageVolDef *source, const SdmPlan *plan)
+{
+    g_autoptr(GError) error = NULL;
+    const char *source_format = sdmFormatName(source->target.format);
+    VIR_AUTOCLOSE fd = -1;
+    if (!source_format || !sdmFormatName(vol->target.format)) {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("volume '%s': a storage domain imports raw or qcow2 into raw or qcow2 "
+                         "only, not '%s' into '%s'; convert the source first (qemu-img "
+                         "convert)"),
+                       vol->name, virStorageFileFormatTypeToString(source->target.format),
+                       virStorageFileFormatTypeToString(vol->target.format));
+        return -1;
+    }
+    if ((fd = open(source->target.path, O_RDONLY | O_CLOEXEC)) < 0) {
+        virReportSystemError(errno, _("cannot open %s, the source of volume '%s'"),
+                             source->target.path, vol->name);
+        return -1;
+    }
+    g_autoptr(SdmVolumeInfo) made = sdm_client_import_volume(
+        client, def->target.path, vol->name, fd, source_format, sdmFormatName(vol->target.format),
+        vol->target.capacity > source->target.capacity ? vol->target.capacity : 0, plan->info,
+        NULL, &error);
+    if (!made) {
+        sdmReportError(def->name, "importing the volume", error);
+        return -1;
+    }
+    return 0;
+}
+
+/* A clone within one domain, an import from any other pool; libvirt calls it as (pool,
+ * new volume, source volume). */
 static int sdmBuildVolFrom(virStoragePoolObj *obj, virStorageVolDef *vol,
                            virStorageVolDef *source, unsigned int flags)
 {
@@ -442,14 +661,8 @@ static int sdmBuildVolFrom(virStoragePoolObj *obj, virStorageVolDef *vol,
         return -1;
     g_autoptr(SdmVolumeInfo) found =
         sdm_client_lookup_volume(client, def->target.path, source->name, &error);
-    if (!found || g_strcmp0(found->key, source->key) != 0) {
-        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
-                       _("volume '%s' is not in storage domain pool '%s'; vol-create-from "
-                         "copies only within one storage domain so far: create the volume and "
-                         "vol-upload the data into it"),
-                       source->name, def->name);
-        return -1;
-    }
+    if (!found || g_strcmp0(found->key, source->key) != 0)
+        return sdmImportVol(def, client, vol, source, plan);
     g_autoptr(SdmVolumeInfo) made =
         sdm_client_clone_volume(client, def->target.path, source->name, vol->name,
                                 sdmFormatName(vol->target.format), plan->info, NULL, &error);
@@ -467,7 +680,11 @@ static int sdmRefreshVol(virStoragePoolObj *obj, virStorageVolDef *vol)
     g_autoptr(GError) error = NULL;
     SdmClient *client;
     struct stat sb;
-    if (!sdmPoolNs(obj))
+    /* libvirt's vol-create-from refreshes the source volume with the target pool: a
+     * volume of another pool (not under ours) is the stock backend's. */
+    if (!sdmPoolNs(obj) || !vol->target.path ||
+        !STRPREFIX(vol->target.path, def->target.path) ||
+        vol->target.path[strlen(def->target.path)] != '/')
         return stockDir->refreshVol(obj, vol);
     if (vol->building) {
         if (vol->target.path && stat(vol->target.path, &sb) == 0)
@@ -525,23 +742,253 @@ static int sdmResizeVol(virStoragePoolObj *obj, virStorageVolDef *vol,
     return 0;
 }
 
-static int sdmUnsupportedVolData(virStoragePoolObj *obj, virStorageVolDef *vol,
-                                 const char *operation)
+/* ---- volume data through libvirt streams ----
+ *
+ * libvirt's fd stream moves the bytes through a pipe whose other end sdmd holds (an sdmd
+ * job reads or writes the volume under its lease). The stream's finish and abort are
+ * wrapped: finishing waits for the job, so that any sdmd failure (a short read, the final
+ * fsync) reaches the client as the finish's error and never as a silently short file;
+ * an upload's finish also confirms its end to sdmd on a second pipe, which an abort or a
+ * crash of libvirtd closes unconfirmed (the volume then stays ILLEGAL). */
+
+typedef struct {
+    SdmClient *client; /* borrowed: clients live as long as libvirtd */
+    char *job;
+    char *pool;
+    const char *what;  /* "uploading the volume", "downloading the volume" */
+    int data;          /* the stream's descriptor (the stream owns it) */
+    int control;       /* upload: write end of the confirmation pipe; -1 otherwise */
+} SdmTransfer;
+
+static void sdmTransferFree(SdmTransfer *transfer)
 {
-    virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
-                   _("%s of volume '%s' in storage domain pool '%s' is not supported yet; "
-                     "attach the volume to a VM or use `sdm` on the host"),
-                   operation, vol->name, virStoragePoolObjGetDef(obj)->name);
-    return -1;
+    if (!transfer)
+        return;
+    VIR_FORCE_CLOSE(transfer->control);
+    g_free(transfer->job);
+    g_free(transfer->pool);
+    g_free(transfer);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SdmTransfer, sdmTransferFree);
+
+static GMutex transfersLock;
+static GHashTable *transfers;            /* virStreamPtr -> SdmTransfer* */
+static const virStreamDriver *fdStreamDriver; /* libvirt's fd stream, as opened */
+static virStreamDriver sdmStreamDriver;  /* the same, finish and abort wrapped */
+
+static SdmTransfer *sdmTransferTake(virStreamPtr stream)
+{
+    SdmTransfer *transfer = NULL;
+    g_mutex_lock(&transfersLock);
+    /* Not g_hash_table_steal_extended: libvirt's glibcompat.h renames it to a wrapper that
+     * libvirt.so does not export, and the shim would fail to load. */
+    if (transfers && (transfer = g_hash_table_lookup(transfers, stream))) {
+        g_hash_table_steal(transfers, stream);
+        VIR_DEBUG("stream %p: sdmd job %s", stream, transfer->job);
+    }
+    g_mutex_unlock(&transfersLock);
+    return transfer;
 }
 
+/* How long a failing stream waits for its job to say why: the job has ended or is ending
+ * (it closed its end of the pipe). */
+enum { kFailureWaitMs = 30000 };
+
+/* Reports why the job of a failing stream failed, in place of the pipe's own error. */
+static void sdmReportTransferFailure(virStreamPtr stream)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *job = NULL;
+    g_autofree char *pool = NULL;
+    const char *what = NULL;
+    SdmClient *client = NULL;
+    const SdmWait wait = {kFailureWaitMs, NULL, NULL};
+    g_mutex_lock(&transfersLock);
+    SdmTransfer *transfer = transfers ? g_hash_table_lookup(transfers, stream) : NULL;
+    if (transfer) {
+        client = transfer->client;
+        job = g_strdup(transfer->job);
+        pool = g_strdup(transfer->pool);
+        what = transfer->what;
+    }
+    g_mutex_unlock(&transfersLock);
+    if (client && !sdm_client_wait_job(client, job, &wait, &error))
+        sdmReportError(pool, what, error);
+}
+
+static int sdmStreamSend(virStreamPtr stream, const char *bytes, size_t nbytes)
+{
+    int ret = fdStreamDriver->streamSend(stream, bytes, nbytes);
+    if (ret == -1)
+        sdmReportTransferFailure(stream);
+    return ret;
+}
+
+/* The daemon's stream event callback, called after a failure's cause is reported: the
+ * daemon keeps an error already set and sends it to the client. */
+typedef struct {
+    virStreamEventCallback cb;
+    void *opaque;
+    virFreeCallback ff;
+} SdmStreamCallback;
+
+static void sdmStreamEvent(virStreamPtr stream, int events, void *opaque)
+{
+    SdmStreamCallback *inner = opaque;
+    if (events & VIR_STREAM_EVENT_ERROR)
+        sdmReportTransferFailure(stream);
+    inner->cb(stream, events, inner->opaque);
+}
+
+static void sdmStreamCallbackFree(void *opaque)
+{
+    SdmStreamCallback *inner = opaque;
+    if (inner->ff)
+        inner->ff(inner->opaque);
+    g_free(inner);
+}
+
+static int sdmStreamAddCallback(virStreamPtr stream, int events, virStreamEventCallback cb,
+                                void *opaque, virFreeCallback ff)
+{
+    SdmStreamCallback *inner = g_new0(SdmStreamCallback, 1);
+    inner->cb = cb;
+    inner->opaque = opaque;
+    inner->ff = ff;
+    if (fdStreamDriver->streamEventAddCallback(stream, events, sdmStreamEvent, inner,
+                                               sdmStreamCallbackFree) < 0) {
+        g_free(inner);
+        return -1;
+    }
+    return 0;
+}
+
+static int sdmStreamFinish(virStreamPtr stream)
+{
+    g_autoptr(SdmTransfer) transfer = sdmTransferTake(stream);
+    g_autoptr(GError) error = NULL;
+    gboolean done;
+    int ret = 0;
+    if (!transfer)
+        return fdStreamDriver->streamFinish(stream);
+    if (transfer->control >= 0) {
+        /* The upload ends before libvirt's close, whose callback refreshes the pool: by then
+         * sdmd must have made the volume LEGAL again. /dev/null takes the pipe's place under
+         * the stream's descriptor (which holds no buffered data), so the stream closes that. */
+        VIR_AUTOCLOSE null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null < 0 || dup3(null, transfer->data, O_CLOEXEC) < 0 ||
+            safewrite(transfer->control, "", 1) != 1) {
+            virReportSystemError(errno, "%s", _("cannot end the upload stream"));
+            ret = -1;
+        }
+        VIR_FORCE_CLOSE(transfer->control);
+    }
+    done = sdm_client_wait_job(transfer->client, transfer->job, NULL, &error);
+    if (fdStreamDriver->streamFinish(stream) < 0)
+        ret = -1;
+    if (!done) {
+        sdmReportError(transfer->pool, transfer->what, error);
+        return -1;
+    }
+    return ret;
+}
+
+static int sdmStreamAbort(virStreamPtr stream)
+{
+    g_autoptr(SdmTransfer) transfer = sdmTransferTake(stream);
+    if (transfer) {
+        /* Unconfirmed: the upload fails and leaves the volume ILLEGAL. */
+        VIR_FORCE_CLOSE(transfer->control);
+        if (!sdm_client_cancel_job(transfer->client, transfer->job, NULL))
+            VIR_WARN("pool '%s': cannot cancel sdmd job %s of an aborted stream",
+                     transfer->pool, transfer->job);
+    }
+    return fdStreamDriver->streamAbort(stream);
+}
+
+/* Starts the sdmd job of an upload or download and gives `stream` its end of the pipe. */
+static int sdmStartTransfer(virStoragePoolObj *obj, virStorageVolDef *vol,
+                            virStreamPtr stream, unsigned long long offset,
+                            unsigned long long length, bool upload)
+{
+    virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SdmTransfer) transfer = g_new0(SdmTransfer, 1);
+    int data[2] = {-1, -1};
+    int control[2] = {-1, -1};
+    SdmClient *client;
+    transfer->control = -1;
+    if (!(client = sdmPoolClient(obj)))
+        return -1;
+    if (!g_unix_open_pipe(data, FD_CLOEXEC, &error) ||
+        (upload && !g_unix_open_pipe(control, FD_CLOEXEC, &error))) {
+        virReportError(VIR_ERR_INTERNAL_ERROR, _("cannot make a pipe for volume '%s': %s"),
+                       vol->name, error->message);
+        VIR_FORCE_CLOSE(data[0]);
+        VIR_FORCE_CLOSE(data[1]);
+        return -1;
+    }
+    transfer->client = client;
+    transfer->pool = g_strdup(def->name);
+    transfer->what = upload ? "uploading the volume" : "downloading the volume";
+    transfer->control = control[1];
+    transfer->job = upload ? sdm_client_upload_volume_start(client, def->target.path, vol->name,
+                                                            offset, length, data[0],
+                                                            control[0], &error)
+                           : sdm_client_download_volume_start(client, def->target.path,
+                                                              vol->name, offset, length,
+                                                              data[1], &error);
+    /* sdmd holds its own copies now. */
+    VIR_FORCE_CLOSE(data[upload ? 0 : 1]);
+    VIR_FORCE_CLOSE(control[0]);
+    if (!transfer->job) {
+        VIR_FORCE_CLOSE(data[upload ? 1 : 0]);
+        sdmReportError(def->name, upload ? "starting the upload" : "starting the download",
+                       error);
+        return -1;
+    }
+    transfer->data = data[upload ? 1 : 0];
+    if (virFDStreamOpen(stream, data[upload ? 1 : 0]) < 0) {
+        VIR_FORCE_CLOSE(data[upload ? 1 : 0]);
+        VIR_FORCE_CLOSE(transfer->control);
+        (void)sdm_client_cancel_job(client, transfer->job, NULL);
+        return -1;
+    }
+    g_mutex_lock(&transfersLock);
+    if (!transfers)
+        transfers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                          (GDestroyNotify)sdmTransferFree);
+    if (!fdStreamDriver) {
+        fdStreamDriver = stream->driver;
+        sdmStreamDriver = *stream->driver;
+        sdmStreamDriver.streamSend = sdmStreamSend;
+        sdmStreamDriver.streamEventAddCallback = sdmStreamAddCallback;
+        sdmStreamDriver.streamFinish = sdmStreamFinish;
+        sdmStreamDriver.streamAbort = sdmStreamAbort;
+    }
+    stream->driver = &sdmStreamDriver;
+    g_hash_table_replace(transfers, stream, g_steal_pointer(&transfer));
+    g_mutex_unlock(&transfersLock);
+    return 0;
+}
+
+/* Runs with the pool unlocked. A qcow2 volume takes the bytes of a qcow2 file, as stock
+ * does; sdmd checks the result is one (without a backing file) before it is LEGAL. */
 static int sdmUploadVol(virStoragePoolObj *obj, virStorageVolDef *vol, virStreamPtr stream,
                         unsigned long long offset, unsigned long long length,
                         unsigned int flags)
 {
     if (!sdmPoolNs(obj))
         return stockDir->uploadVol(obj, vol, stream, offset, length, flags);
-    return sdmUnsupportedVolData(obj, vol, "vol-upload");
+    virCheckFlags(VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM, -1);
+    if (flags & VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) {
+        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       _("volume '%s': storage domain pools take no sparse streams; upload "
+                         "without --sparse (zeroed blocks in the data still become holes)"),
+                       vol->name);
+        return -1;
+    }
+    return sdmStartTransfer(obj, vol, stream, offset, length, true);
 }
 
 static int sdmDownloadVol(virStoragePoolObj *obj, virStorageVolDef *vol, virStreamPtr stream,
@@ -550,15 +997,44 @@ static int sdmDownloadVol(virStoragePoolObj *obj, virStorageVolDef *vol, virStre
 {
     if (!sdmPoolNs(obj))
         return stockDir->downloadVol(obj, vol, stream, offset, length, flags);
-    return sdmUnsupportedVolData(obj, vol, "vol-download");
+    virCheckFlags(VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM, -1);
+    if (flags & VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM) {
+        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       _("volume '%s': storage domain pools give no sparse streams; download "
+                         "without --sparse"),
+                       vol->name);
+        return -1;
+    }
+    return sdmStartTransfer(obj, vol, stream, offset, length, false);
 }
 
+/* Zeroes only: a raw volume's blocks become holes (or zeroed blocks, when fully
+ * allocated); a qcow2 volume is made again empty, where stock would zero its header. */
 static int sdmWipeVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned int algorithm,
                       unsigned int flags)
 {
+    virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
+    g_autoptr(GError) error = NULL;
+    SdmClient *client;
     if (!sdmPoolNs(obj))
         return stockDir->wipeVol(obj, vol, algorithm, flags);
-    return sdmUnsupportedVolData(obj, vol, "vol-wipe");
+    virCheckFlags(0, -1);
+    if (algorithm != VIR_STORAGE_VOL_WIPE_ALG_ZERO) {
+        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       _("volume '%s': wipe algorithm %u is not supported in a storage domain; "
+                         "use the default algorithm, zero"),
+                       vol->name, algorithm);
+        return -1;
+    }
+    if (!(client = sdmPoolClient(obj)))
+        return -1;
+    g_autoptr(SdmVolumeInfo) info =
+        sdm_client_wipe_volume(client, def->target.path, vol->name, NULL, &error);
+    if (!info) {
+        sdmReportError(def->name, "wiping the volume", error);
+        return -1;
+    }
+    return 0;
 }
 
 static virStorageBackend sdmDirBackend = {

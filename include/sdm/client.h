@@ -191,6 +191,44 @@ char *sdm_client_lease_xml(SdmClient *client, const char *domain, const char *na
 SdmGcReport *sdm_client_collect_garbage(SdmClient *client, const char *domain,
                                         gboolean dry_run, guint timeout_ms, GError **error);
 
+/* Volume data (docs/data-operations.md). Descriptors go to sdmd as duplicates: the caller
+ * keeps and closes its own. The *_start functions return the id of the job they start
+ * (free it with g_free); sdm_client_wait_job gives its outcome. */
+
+/* Starts writing what the read end `data_fd` yields into volume `name` from `offset` (at
+ * most `length` bytes, 0: up to the end of a raw volume; a qcow2 volume takes a qcow2
+ * file's bytes). The volume is ILLEGAL until the job ends well. Once the writer of
+ * `data_fd`'s pipe has closed it, one byte written to the write end of `control_fd`'s
+ * pipe confirms the end; closing that end without it (an abort, a crash) fails the job. */
+char *sdm_client_upload_volume_start(SdmClient *client, const char *domain, const char *name,
+                                     guint64 offset, guint64 length, int data_fd,
+                                     int control_fd, GError **error);
+/* Starts writing the volume's data file from `offset` (at most `length`, 0: to the end)
+ * into the write end `data_fd`; sdmd closes its copy at the end, so a reader sees EOF
+ * there, and the job's outcome tells a complete transfer from a failed one. */
+char *sdm_client_download_volume_start(SdmClient *client, const char *domain,
+                                       const char *name, guint64 offset, guint64 length,
+                                       int data_fd, GError **error);
+/* Waits for a job, as `wait` says: TRUE if it succeeded, else its error. */
+gboolean sdm_client_wait_job(SdmClient *client, const char *job, const SdmWait *wait,
+                             GError **error);
+/* Asks sdmd to stop a job; it ends soon after, failed as cancelled. */
+gboolean sdm_client_cancel_job(SdmClient *client, const char *job, GError **error);
+/* Zeroes what the guest sees of a volume, keeping its size, format and allocation mode. */
+SdmVolumeInfo *sdm_client_wipe_volume(SdmClient *client, const char *domain, const char *name,
+                                      const SdmWait *wait, GError **error);
+/* Copies the file open for reading at `source_fd` (raw, or a qcow2 without a backing file,
+ * as source_format says; NULL: raw) into a new volume `name` of `format` (NULL: the
+ * source's), of `capacity` bytes (0: the source's size). plan: as for create. */
+SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
+                                        const char *name, int source_fd,
+                                        const char *source_format, const char *format,
+                                        guint64 capacity, const SdmVolumeInfo *plan,
+                                        const SdmWait *wait, GError **error);
+/* Removes the empty domain at `path` (no volume, no transaction), which must not be
+ * attached on this host; the directory itself stays. */
+gboolean sdm_client_remove_domain(SdmClient *client, const char *path, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SdmClient, sdm_client_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SdmDomainInfo, sdm_domain_info_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SdmVolumeInfo, sdm_volume_info_free)

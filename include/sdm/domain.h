@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +88,27 @@ struct CheckReport {
     bool ok() const { return problems.empty(); }
 };
 
+/* A file from outside the domain to copy into a new volume (vol-create-from another pool).
+ * A descriptor, not a path: whoever asks for the import proves it may read the file. */
+struct ImportParams {
+    int source_fd = -1;                 /* open for reading; the caller keeps it */
+    VolumeFormat source_format = VolumeFormat::kRaw;
+    std::string name;                   /* of the new volume, in a new image */
+    std::optional<VolumeFormat> format; /* default: the source's format */
+    uint64_t capacity = 0;              /* 0: the source's size; never smaller than it */
+    std::string uuid;                   /* as in CreateParams: planned identity, or empty */
+    std::string image;
+};
+
+/* Where an upload's bytes come from. */
+struct UploadSource {
+    int fd = -1;                        /* read until EOF (a pipe or a file) */
+    /* Called at EOF, before anything is made durable: ok says the data ended where its
+     * producer meant it to, not because the producer died or gave up. Null: EOF is the
+     * end. */
+    std::function<Status(OpObserver *observer)> confirm_end;
+};
+
 class Domain {
 public:
     /* Makes an empty directory (or one left by an interrupted format) a domain. */
@@ -121,6 +144,33 @@ public:
 
     virtual Result<GcReport> CollectGarbage(const GcOptions &options = {}) = 0;
     virtual Result<CheckReport> Check() = 0;
+
+    /* --- volume data (docs/data-operations.md) --- */
+    /* Copies a file from outside the domain into a new volume in a new image: a clone whose
+     * source is a descriptor (one transaction, ILLEGAL while copying, the clone's steps). */
+    virtual Result<VolumeInfo> ImportVolume(const ImportParams &params,
+                                            OpObserver *observer = nullptr) = 0;
+    /* Writes what `source` yields into the leaf volume's data file from `offset` (of the
+     * file: a qcow2 volume takes the qcow2 file's bytes), at most `length` bytes (0: up to
+     * the end of a raw volume), under the volume's exclusive lease, then syncs it. The
+     * volume is ILLEGAL from before the first byte until the data is durable; a failure
+     * leaves it ILLEGAL (upload again, or delete it). */
+    virtual Result<VolumeInfo> UploadVolume(const std::string &name, const UploadSource &source,
+                                            uint64_t offset, uint64_t length,
+                                            OpObserver *observer = nullptr) = 0;
+    /* Writes the data file's bytes from `offset` (at most `length`, 0: to the end) into
+     * `fd`, under the volume's shared lease. */
+    virtual Status DownloadVolume(const std::string &name, int fd, uint64_t offset,
+                                  uint64_t length, OpObserver *observer = nullptr) = 0;
+    /* Zeroes what the guest sees of a leaf volume, keeping its size, format and
+     * preallocation, under its exclusive lease; ILLEGAL meanwhile, like an upload. */
+    virtual Result<VolumeInfo> WipeVolume(const std::string &name,
+                                          OpObserver *observer = nullptr) = 0;
+
+    /* Removes an empty domain from storage (no image, index entry or transaction left):
+     * the removal of domain.meta is the commit, the rest of the skeleton goes after it.
+     * The object must not be used afterwards. */
+    virtual Status Remove() = 0;
 };
 
 }  // namespace sdm

@@ -5,6 +5,8 @@
  * progress while a clone copies, and the caller's wait limit. */
 #include "sdm/client.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -792,6 +794,130 @@ TEST_F(ClientTest, WaitLimitCancelsTheJob)
     EXPECT_EQ(Str(job, "error_code"), "cancelled");
     g_dbus_connection_close_sync(raw, nullptr, nullptr);
     EXPECT_EQ(Names(), std::set<std::string>{"source"});
+}
+
+/* Volume data through the client, as the libvirt shim drives it: pipes, a writer thread,
+ * the confirmation byte, and the job's outcome; then wipe, import and domain removal. */
+TEST_F(ClientTest, VolumeDataUploadDownloadWipeImportRemove)
+{
+    signal(SIGPIPE, SIG_IGN);
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    g_autoptr(SdmVolumeInfo) v = Create("v", 2 * kMiB);
+    ASSERT_NE(v, nullptr);
+    std::string source = tmp_.Sub("source");
+    WriteFile(source, "");
+    ASSERT_EQ(truncate(source.c_str(), static_cast<off_t>(2 * kMiB)), 0);
+    WritePattern(source, 0, kMiB, 21);
+    const std::string content = ReadFile(source);
+
+    auto upload = [&](const std::string &data, bool confirm) {
+        int pipe_data[2], pipe_control[2];
+        EXPECT_EQ(pipe2(pipe_data, O_CLOEXEC), 0);
+        EXPECT_EQ(pipe2(pipe_control, O_CLOEXEC), 0);
+        g_autoptr(GError) error = nullptr;
+        g_autofree char *job = sdm_client_upload_volume_start(
+            client_, uuid_.c_str(), "v", 0, 0, pipe_data[0], pipe_control[0], &error);
+        close(pipe_data[0]);
+        close(pipe_control[0]);
+        EXPECT_NE(job, nullptr) << (error ? error->message : "");
+        std::thread writer([&] {
+            EXPECT_EQ(write(pipe_data[1], data.data(), data.size()),
+                      static_cast<ssize_t>(data.size()));
+            close(pipe_data[1]);
+            if (confirm) {
+                EXPECT_EQ(write(pipe_control[1], "", 1), 1);
+            }
+            close(pipe_control[1]);
+        });
+        Failure failure = Capture([&](GError **e) {
+            return job && sdm_client_wait_job(client_, job, &kWait, e);
+        });
+        writer.join();
+        return failure;
+    };
+    EXPECT_EQ(upload(content, true).code, SDM_CLIENT_ERROR_OK);
+    EXPECT_EQ(FileSha256(v->path), FileSha256(source));
+    EXPECT_TRUE(Fails(upload(content.substr(0, 4096), false), SDM_CLIENT_ERROR_CANCELLED,
+                      "without its producer's confirmation"));
+    {
+        g_autoptr(GError) error = nullptr;
+        g_autoptr(SdmVolumeInfo) now = sdm_client_lookup_volume(client_, uuid_.c_str(), "v",
+                                                                &error);
+        ASSERT_NE(now, nullptr);
+        EXPECT_STREQ(now->legality, "ILLEGAL");
+    }
+    EXPECT_EQ(upload(content, true).code, SDM_CLIENT_ERROR_OK) << "a whole upload mends it";
+
+    int pipe_down[2];
+    ASSERT_EQ(pipe2(pipe_down, O_CLOEXEC), 0);
+    g_autoptr(GError) error = nullptr;
+    g_autofree char *job = sdm_client_download_volume_start(client_, uuid_.c_str(), "v", 0, 0,
+                                                            pipe_down[1], &error);
+    close(pipe_down[1]);
+    ASSERT_NE(job, nullptr) << error->message;
+    std::string got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(pipe_down[0], buf, sizeof(buf))) > 0)
+        got.append(buf, static_cast<size_t>(n));
+    close(pipe_down[0]);
+    EXPECT_TRUE(sdm_client_wait_job(client_, job, &kWait, &error)) << error->message;
+    EXPECT_EQ(got, content);
+
+    /* A download whose reader goes away: the job fails instead of ending quietly. */
+    ASSERT_EQ(pipe2(pipe_down, O_CLOEXEC), 0);
+    g_autofree char *cut = sdm_client_download_volume_start(client_, uuid_.c_str(), "v", 0, 0,
+                                                            pipe_down[1], &error);
+    close(pipe_down[1]);
+    close(pipe_down[0]);
+    ASSERT_NE(cut, nullptr);
+    EXPECT_TRUE(Fails(Capture([&](GError **e) {
+                          return sdm_client_wait_job(client_, cut, &kWait, e);
+                      }),
+                      SDM_CLIENT_ERROR_IO_ERROR, "went away"));
+
+    g_autoptr(SdmVolumeInfo) wiped = sdm_client_wipe_volume(client_, uuid_.c_str(), "v", &kWait,
+                                                            &error);
+    ASSERT_NE(wiped, nullptr) << error->message;
+    EXPECT_EQ(ReadFile(v->path), std::string(2 * kMiB, '\0'));
+
+    int fd = open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    g_autoptr(SdmVolumeInfo) imported = sdm_client_import_volume(
+        client_, uuid_.c_str(), "imported", fd, "raw", nullptr, 4 * kMiB, nullptr, &kWait,
+        &error);
+    close(fd);
+    ASSERT_NE(imported, nullptr) << error->message;
+    EXPECT_EQ(imported->capacity, 4 * kMiB);
+    EXPECT_STREQ(imported->format, "raw");
+    EXPECT_EQ(Names(), (std::set<std::string>{"v", "imported"}));
+    EXPECT_TRUE(Fails(Capture([&](GError **e) {
+                          return sdm_client_import_volume(client_, uuid_.c_str(), "bad", -1,
+                                                          "raw", nullptr, 0, nullptr, &kWait,
+                                                          e) != nullptr;
+                      }),
+                      SDM_CLIENT_ERROR_INVALID_ARGUMENT, "no file descriptor"));
+
+    /* Removal: refused while attached; a detached domain with volumes is refused too. */
+    EXPECT_TRUE(Fails(Capture([&](GError **e) {
+                          return sdm_client_remove_domain(client_, root_.c_str(), e);
+                      }),
+                      SDM_CLIENT_ERROR_BUSY, "detach it first"));
+    ASSERT_TRUE(sdm_client_detach_domain(client_, uuid_.c_str(), &error)) << error->message;
+    EXPECT_TRUE(Fails(Capture([&](GError **e) {
+                          return sdm_client_remove_domain(client_, root_.c_str(), e);
+                      }),
+                      SDM_CLIENT_ERROR_BUSY, "delete them first"));
+    EXPECT_TRUE(Exists(root_ + "/domain.meta"));
+    EXPECT_TRUE(Fails(Capture([&](GError **e) {
+                          return sdm_client_remove_domain(client_, nullptr, e);
+                      }),
+                      SDM_CLIENT_ERROR_INVALID_ARGUMENT, "NULL"));
+    std::string empty = tmp_.Sub("empty");
+    ASSERT_EQ(mkdir(empty.c_str(), 0755), 0);
+    ASSERT_TRUE(Domain::Format(empty, {}).ok());
+    EXPECT_TRUE(sdm_client_remove_domain(client_, empty.c_str(), &error)) << error->message;
+    EXPECT_FALSE(Exists(empty + "/domain.meta"));
 }
 
 }  // namespace

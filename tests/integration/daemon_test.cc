@@ -2,6 +2,9 @@
  * method's happy path; every method's bad arguments, each answered with the right named
  * error and never a crash; jobs and their signals, cancellation, WaitJob's timeout, the GC
  * timer; who may connect; stopping on SIGTERM; and configuration errors. */
+#include <fcntl.h>
+#include <gio/gunixfdlist.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -732,6 +735,229 @@ TEST_F(DaemonTest, BadConfigurationExitsTwoNamingKeyAndLine)
     EXPECT_EQ(absent.exit_code, 2) << absent.out;
     CommandResult usage = sdm::testing::Run({SdmdPath(), "--bogus"});
     EXPECT_EQ(usage.exit_code, 2) << usage.out;
+}
+
+/* --- volume data and domain removal: methods that take file descriptors --- */
+
+/* Calls `method` with `fds` in the message's unix fd list (sdmd gets duplicates). */
+GVariant *CallWithFds(GDBusConnection *connection, const char *method, GVariant *args,
+                      const std::vector<int> &fds, GError **error)
+{
+    g_autoptr(GUnixFDList) list = g_unix_fd_list_new();
+    for (int fd : fds)
+        EXPECT_GE(g_unix_fd_list_append(list, fd, nullptr), 0);
+    return g_dbus_connection_call_with_unix_fd_list_sync(
+        connection, nullptr, "/org/libvirt/Sdm1", "org.libvirt.Sdm1.Manager", method, args,
+        nullptr, G_DBUS_CALL_FLAGS_NONE, 60000, list, nullptr, nullptr, error);
+}
+
+struct Pipe {
+    Pipe() { EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0); }
+    ~Pipe() { Close(0), Close(1); }
+    void Close(int end)
+    {
+        if (fds[end] >= 0)
+            close(fds[end]);
+        fds[end] = -1;
+    }
+    int fds[2] = {-1, -1};
+};
+
+class DaemonDataTest : public DaemonTest {
+protected:
+    void SetUp() override
+    {
+        signal(SIGPIPE, SIG_IGN);
+        DaemonTest::SetUp();
+    }
+
+    /* Starts a job with descriptors; its id, or "" after a test failure. */
+    std::string StartFdJob(const char *method, GVariant *args, const std::vector<int> &fds)
+    {
+        g_autoptr(GError) error = nullptr;
+        g_autoptr(GVariant) reply = CallWithFds(conn_, method, args, fds, &error);
+        EXPECT_NE(reply, nullptr) << method << ": " << (error ? error->message : "");
+        if (!reply)
+            return "";
+        const char *id;
+        g_variant_get(reply, "(&s)", &id);
+        return id;
+    }
+
+    std::string FdCallError(const char *method, GVariant *args, const std::vector<int> &fds)
+    {
+        g_autoptr(GError) error = nullptr;
+        g_autoptr(GVariant) reply = CallWithFds(conn_, method, args, fds, &error);
+        last_message_ = error ? error->message : "";
+        return reply ? "<succeeded>" : ErrorName(error);
+    }
+
+    GVariant *Wait(const std::string &job)
+    {
+        return Out("WaitJob", g_variant_new("(su)", job.c_str(), 60000u));
+    }
+
+    /* Uploads `content` through pipes; `confirm` writes the end's confirmation. */
+    GVariant *Upload(const std::string &name, const std::string &content, bool confirm,
+                     uint64_t offset = 0)
+    {
+        Pipe data, control;
+        std::string job = StartFdJob(
+            "UploadVolume",
+            g_variant_new("(sstthh@a{sv})", uuid_.c_str(), name.c_str(), offset,
+                          static_cast<guint64>(0), 0, 1, Opts({})),
+            {data.fds[0], control.fds[0]});
+        data.Close(0);
+        control.Close(0);
+        EXPECT_EQ(write(data.fds[1], content.data(), content.size()),
+                  static_cast<ssize_t>(content.size()));
+        data.Close(1);
+        if (confirm) {
+            EXPECT_EQ(write(control.fds[1], "", 1), 1);
+        }
+        control.Close(1);
+        return Wait(job);
+    }
+};
+
+TEST_F(DaemonDataTest, UploadDownloadWipeImportAndRemove)
+{
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    const char *d = uuid_.c_str();
+    g_autoptr(GVariant) made = Create("v", 4 * kMiB);
+    const std::string path = Str(made, "path");
+    std::string source = tmp_.Sub("source");
+    WriteFile(source, "");
+    ASSERT_EQ(truncate(source.c_str(), static_cast<off_t>(4 * kMiB)), 0);
+    WritePattern(source, kMiB, 512 * 1024, 8);
+    const std::string content = ReadFile(source);
+
+    /* The pipe holds far less than the content: sdmd reads while this thread writes. */
+    g_autoptr(GVariant) up = Upload("v", content, true);
+    EXPECT_EQ(Str(up, "state"), "done") << Str(up, "error_message");
+    EXPECT_EQ(FileSha256(path), FileSha256(source));
+    g_autoptr(GVariant) after = Out("LookupVolume", g_variant_new("(ss)", d, "v"));
+    EXPECT_EQ(Str(after, "legality"), "LEGAL");
+    EXPECT_EQ(U64(after, "generation"), U64(made, "generation") + 2);
+
+    Pipe down;
+    std::string job = StartFdJob(
+        "DownloadVolume",
+        g_variant_new("(sstth@a{sv})", d, "v", static_cast<guint64>(kMiB),
+                      static_cast<guint64>(kMiB), 0, Opts({})),
+        {down.fds[1]});
+    down.Close(1);
+    std::string got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(down.fds[0], buf, sizeof(buf))) > 0)
+        got.append(buf, static_cast<size_t>(n));
+    g_autoptr(GVariant) down_job = Wait(job);
+    EXPECT_EQ(Str(down_job, "state"), "done") << Str(down_job, "error_message");
+    EXPECT_EQ(got, content.substr(kMiB, kMiB)) << "EOF comes when the job closes its end";
+
+    g_autoptr(GVariant) wiped = RunJob(
+        "WipeVolume", g_variant_new("(ss@a{sv})", d, "v",
+                                    Opts({{"algorithm", g_variant_new_string("zero")}})));
+    EXPECT_EQ(Str(wiped, "state"), "done") << Str(wiped, "error_message");
+    EXPECT_EQ(ReadFile(path), std::string(4 * kMiB, '\0'));
+
+    int fd = open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    job = StartFdJob("ImportVolume",
+                     g_variant_new("(ssh@a{sv})", d, "imported", 0,
+                                   Opts({{"source_format", g_variant_new_string("raw")},
+                                         {"format", g_variant_new_string("qcow2")}})),
+                     {fd});
+    close(fd);
+    g_autoptr(GVariant) imported = Wait(job);
+    EXPECT_EQ(Str(imported, "state"), "done") << Str(imported, "error_message");
+    g_autoptr(GVariant) volume = g_variant_lookup_value(imported, "result",
+                                                        G_VARIANT_TYPE_VARDICT);
+    ASSERT_NE(volume, nullptr);
+    EXPECT_EQ(Str(volume, "format"), "qcow2");
+    EXPECT_EQ(U64(volume, "capacity"), 4 * kMiB);
+
+    /* An upload whose producer goes away without confirming: ILLEGAL, never LEGAL. */
+    g_autoptr(GVariant) aborted = Upload("v", content.substr(0, kMiB), false);
+    EXPECT_EQ(Str(aborted, "state"), "aborted");
+    EXPECT_EQ(Str(aborted, "error_code"), "cancelled") << Str(aborted, "error_message");
+    g_autoptr(GVariant) illegal = Out("LookupVolume", g_variant_new("(ss)", d, "v"));
+    EXPECT_EQ(Str(illegal, "legality"), "ILLEGAL");
+
+    /* RemoveDomain: never an attached domain; an empty detached one goes. */
+    EXPECT_EQ(CallError("RemoveDomain", g_variant_new("(s)", root_.c_str())),
+              std::string(kErrorPrefix) + "Busy");
+    EXPECT_NE(last_message_.find("detach it first"), std::string::npos) << last_message_;
+    std::string other = tmp_.Sub("other");
+    ASSERT_EQ(mkdir(other.c_str(), 0755), 0);
+    ASSERT_TRUE(Domain::Format(other, {}).ok());
+    g_autoptr(GVariant) removed = CallOk("RemoveDomain", g_variant_new("(s)", other.c_str()));
+    EXPECT_FALSE(Exists(other + "/domain.meta"));
+    EXPECT_FALSE(Exists(other + "/leases"));
+    EXPECT_EQ(CallError("RemoveDomain", g_variant_new("(s)", other.c_str())),
+              std::string(kErrorPrefix) + "NotFound")
+        << "no domain there any more";
+}
+
+TEST_F(DaemonDataTest, BadArgumentsOfTheDataMethods)
+{
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    g_autoptr(GVariant) made = Create("v", kMiB);
+    const char *d = uuid_.c_str();
+    const std::string invalid = std::string(kErrorPrefix) + "InvalidArgument";
+    Pipe p;
+    auto upload = [&](const char *name, GVariant *options) {
+        return g_variant_new("(sstthh@a{sv})", d, name, static_cast<guint64>(0),
+                             static_cast<guint64>(0), 0, 1, options);
+    };
+    EXPECT_EQ(FdCallError("UploadVolume", upload("v", Opts({})), {}), invalid)
+        << "no descriptors in the message";
+    EXPECT_NE(last_message_.find("file descriptor for data"), std::string::npos)
+        << last_message_;
+    EXPECT_EQ(FdCallError("UploadVolume", upload("v", Opts({})), {p.fds[0]}), invalid)
+        << "the control descriptor is missing";
+    EXPECT_EQ(FdCallError("UploadVolume",
+                          upload("v", Opts({{"sparse", g_variant_new_boolean(true)}})),
+                          {p.fds[0], p.fds[0]}),
+              invalid);
+    EXPECT_EQ(FdCallError("UploadVolume", upload("a/b", Opts({})), {p.fds[0], p.fds[0]}),
+              invalid);
+    EXPECT_EQ(FdCallError("DownloadVolume",
+                          g_variant_new("(sstth@a{sv})", "no-such-domain", "v",
+                                        static_cast<guint64>(0), static_cast<guint64>(0), 0,
+                                        Opts({})),
+                          {p.fds[1]}),
+              std::string(kErrorPrefix) + "NotFound");
+    EXPECT_EQ(CallError("WipeVolume",
+                        g_variant_new("(ss@a{sv})", d, "v",
+                                      Opts({{"algorithm", g_variant_new_string("nnsa")}}))),
+              std::string(kErrorPrefix) + "Unsupported");
+    EXPECT_NE(last_message_.find("zero"), std::string::npos) << last_message_;
+    EXPECT_EQ(CallError("WipeVolume",
+                        g_variant_new("(ss@a{sv})", d, "v",
+                                      Opts({{"algorithm", g_variant_new_uint32(1)}}))),
+              invalid);
+    EXPECT_EQ(FdCallError("ImportVolume",
+                          g_variant_new("(ssh@a{sv})", d, "i", 0,
+                                        Opts({{"source_format", g_variant_new_string("vmdk")}})),
+                          {p.fds[0]}),
+              invalid);
+    EXPECT_EQ(FdCallError("ImportVolume",
+                          g_variant_new("(ssh@a{sv})", d, "i", 0,
+                                        Opts({{"uuid", g_variant_new_string("not-a-uuid")}})),
+                          {p.fds[0]}),
+              invalid);
+    EXPECT_EQ(CallError("RemoveDomain", g_variant_new("(s)", "relative/dir")), invalid);
+    EXPECT_EQ(CallError("RemoveDomain", g_variant_new("(s)", tmp_.Sub("missing").c_str())),
+              std::string(kErrorPrefix) + "NotFound");
+    /* An upload of a name that does not exist fails as a job, and nothing is left. */
+    Pipe data, control;
+    std::string job = StartFdJob("UploadVolume", upload("absent", Opts({})),
+                                 {data.fds[0], control.fds[0]});
+    g_autoptr(GVariant) failed = Wait(job);
+    EXPECT_EQ(Str(failed, "error_code"), "not-found") << Str(failed, "error_message");
+    EXPECT_TRUE(TxEntries().empty());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
  * shim, a real sdmd (local leases), and, side by side, a stock `dir` pool that must keep its
  * stock behaviour. Storage is examined directly after the commands, and the domain must
  * pass sdmd's consistency check at the end of every test. */
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -189,6 +190,10 @@ TEST_F(VirshTest, EveryVolumeCommandOnOursAndOnStock)
     const std::set<std::string> expected = {"raw", "q", "q-layer", "full", "raw-from"};
     EXPECT_EQ(VolumeNames("sd"), expected);
     EXPECT_EQ(VolumeNames("stock"), expected);
+    EXPECT_NE(libvirt_->VirshOk({"vol-dumpxml", "q-layer", "--pool", "sd"})
+                  .find("<path>" + Path("sd", "q") + "</path>"),
+              std::string::npos)
+        << "a refreshed layer still names its backing volume";
     EXPECT_GE(AllocatedBytes(Path("sd", "full")), 8 * kMiB) << "--allocation = capacity: full";
     ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
 }
@@ -316,6 +321,258 @@ TEST_F(VirshTest, PoolBuildRefusesAForeignDirectoryAndAcceptsADomain)
     libvirt_->VirshOk({"pool-start", "sd"});
     libvirt_->VirshOk({"pool-destroy", "sd"});
     libvirt_->VirshOk({"pool-start", "sd"});
+}
+
+/* --- volume data: upload, download, wipe, pool-delete, vol-create-from (issue 4) --- */
+
+/* A sparse file of `size` bytes with pattern data at the given MiB offsets. */
+void MakePayload(const std::string &path, uint64_t size, const std::vector<uint64_t> &mib_at)
+{
+    WriteFile(path, "");
+    ASSERT_EQ(truncate(path.c_str(), static_cast<off_t>(size)), 0);
+    for (uint64_t at : mib_at)
+        WritePattern(path, at * kMiB, kMiB, static_cast<uint32_t>(at + 1));
+}
+
+std::string ZerosSha256(const std::string &scratch, uint64_t size)
+{
+    MakePayload(scratch, size, {});
+    return FileSha256(scratch);
+}
+
+/* What a guest reads from an image file, flattened to raw. */
+std::string GuestSha256(const std::string &image, const std::string &scratch)
+{
+    CommandResult r = Run({"qemu-img", "convert", "-U", "-O", "raw", image, scratch});
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return FileSha256(scratch);
+}
+
+TEST_F(VirshTest, UploadAndDownloadRoundTripOnOursAndOnStock)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    const std::string payload = tmp_.Sub("payload.raw");
+    ASSERT_NO_FATAL_FAILURE(MakePayload(payload, 16 * kMiB, {0, 1, 2, 3, 10}));
+    const std::string payload_sum = FileSha256(payload);
+    Both({"vol-create-as", "--name", "up", "--capacity", "16M", "--format", "raw", "--pool"});
+    for (const char *pool : {"sd", "stock"}) {
+        libvirt_->VirshOk({"vol-upload", "up", payload, "--pool", pool});
+        std::string out = tmp_.Sub(std::string("down-") + pool);
+        libvirt_->VirshOk({"vol-download", "up", out, "--pool", pool});
+        EXPECT_EQ(FileSha256(out), payload_sum) << pool << ": the round trip keeps every byte";
+        EXPECT_EQ(FileSha256(Path(pool, "up")), payload_sum) << pool;
+    }
+    EXPECT_LT(AllocatedBytes(Path("sd", "up")), 8 * kMiB) << "zeroed blocks became holes";
+
+    /* A range: --offset and --length, the same on both. */
+    const std::string patch = tmp_.Sub("patch.raw");
+    ASSERT_NO_FATAL_FAILURE(MakePayload(patch, kMiB, {0}));
+    for (const char *pool : {"sd", "stock"})
+        libvirt_->VirshOk({"vol-upload", "up", patch, "--pool", pool, "--offset",
+                           std::to_string(5 * kMiB), "--length", std::to_string(kMiB)});
+    EXPECT_EQ(FileSha256(Path("sd", "up")), FileSha256(Path("stock", "up")));
+    for (const char *pool : {"sd", "stock"})
+        libvirt_->VirshOk({"vol-download", "up", tmp_.Sub(std::string("part-") + pool), "--pool",
+                           pool, "--offset", std::to_string(5 * kMiB), "--length",
+                           std::to_string(kMiB)});
+    EXPECT_EQ(FileSha256(tmp_.Sub("part-sd")), FileSha256(tmp_.Sub("part-stock")));
+    struct stat st;
+    ASSERT_EQ(stat(tmp_.Sub("part-sd").c_str(), &st), 0);
+    EXPECT_EQ(static_cast<uint64_t>(st.st_size), kMiB);
+
+    /* qcow2 takes a qcow2 file's bytes, as stock does; its virtual size becomes the
+     * volume's capacity. */
+    const std::string image = tmp_.Sub("image.qcow2");
+    ASSERT_NO_FATAL_FAILURE(MakePayload(tmp_.Sub("big.raw"), 32 * kMiB, {0, 20}));
+    ASSERT_EQ(sdm::testing::Run({"qemu-img", "convert", "-O", "qcow2", tmp_.Sub("big.raw"), image}).exit_code,
+              0);
+    Both({"vol-create-as", "--name", "q", "--capacity", "16M", "--format", "qcow2", "--pool"});
+    for (const char *pool : {"sd", "stock"}) {
+        libvirt_->VirshOk({"vol-upload", "q", image, "--pool", pool});
+        std::string out = tmp_.Sub(std::string("q-") + pool);
+        libvirt_->VirshOk({"vol-download", "q", out, "--pool", pool});
+        EXPECT_EQ(FileSha256(out), FileSha256(image)) << pool;
+    }
+    std::string info = libvirt_->VirshOk({"vol-info", "q", "--pool", "sd", "--bytes"});
+    EXPECT_NE(info.find(std::to_string(32 * kMiB) + " bytes"), std::string::npos) << info;
+    EXPECT_EQ(GuestSha256(Path("sd", "q"), tmp_.Sub("flat")), FileSha256(tmp_.Sub("big.raw")));
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, UploadFailuresAreClearAndWhatTheyLeaveIsNeverLegal)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    libvirt_->VirshOk({"vol-create-as", "sd", "busy", "16M"});
+    WritePattern(Path("sd", "busy"), 0, kMiB, 9);
+    const std::string before = FileSha256(Path("sd", "busy"));
+    const std::string payload = tmp_.Sub("payload.raw");
+    ASSERT_NO_FATAL_FAILURE(MakePayload(payload, 16 * kMiB, {4}));
+
+    /* A lease holder (a VM, another host) on the volume: the local lease is an OFD lock on
+     * the volume's slot in the lease area. */
+    GError *error = nullptr;
+    GDBusConnection *connection = sdmd_->Connect(&error);
+    ASSERT_NE(connection, nullptr) << error->message;
+    GVariant *reply = Call(connection, "LookupVolume",
+                           g_variant_new("(ss)", domain_.c_str(), "busy"), &error);
+    ASSERT_NE(reply, nullptr) << error->message;
+    GVariant *volume = g_variant_get_child_value(reply, 0);
+    const uint64_t slot = U64(volume, "slot");
+    g_variant_unref(volume);
+    g_variant_unref(reply);
+    g_object_unref(connection);
+    int holder = open((domain_ + "/leases").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(holder, 0);
+    struct flock range = {};
+    range.l_type = F_WRLCK;
+    range.l_whence = SEEK_SET;
+    range.l_start = static_cast<off_t>(slot * kMiB);
+    range.l_len = 1;
+    ASSERT_EQ(fcntl(holder, F_OFD_SETLK, &range), 0);
+    for (const std::vector<std::string> &args :
+         {std::vector<std::string>{"vol-upload", "busy", payload, "--pool", "sd"},
+          std::vector<std::string>{"vol-wipe", "busy", "--pool", "sd"}}) {
+        CommandResult r = libvirt_->Virsh(args);
+        EXPECT_NE(r.exit_code, 0) << args[0];
+        EXPECT_NE(r.out.find("is in use"), std::string::npos) << args[0] << ": " << r.out;
+    }
+    close(holder);
+    EXPECT_EQ(FileSha256(Path("sd", "busy")), before) << "nothing was written";
+    libvirt_->VirshOk({"pool-refresh", "sd"});
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"busy"})) << "still LEGAL";
+
+    CommandResult sparse = libvirt_->Virsh({"vol-upload", "busy", payload, "--pool", "sd",
+                                            "--sparse"});
+    EXPECT_NE(sparse.exit_code, 0);
+    EXPECT_NE(sparse.out.find("without --sparse"), std::string::npos) << sparse.out;
+
+    libvirt_->VirshOk({"vol-upload", "busy", payload, "--pool", "sd"});
+    EXPECT_EQ(FileSha256(Path("sd", "busy")), FileSha256(payload));
+
+    /* More data than the volume holds: sdmd's error reaches virsh, and the volume, whose
+     * data is now incomplete, is ILLEGAL: no longer offered as usable. */
+    const std::string big = tmp_.Sub("big.raw");
+    ASSERT_NO_FATAL_FAILURE(MakePayload(big, 20 * kMiB, {1}));
+    CommandResult r = libvirt_->Virsh({"vol-upload", "busy", big, "--pool", "sd"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("resize the volume first"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("stays ILLEGAL"), std::string::npos) << r.out;
+    libvirt_->VirshOk({"pool-refresh", "sd"});
+    EXPECT_EQ(VolumeNames("sd"), std::set<std::string>{});
+    connection = sdmd_->Connect(&error);
+    ASSERT_NE(connection, nullptr) << error->message;
+    reply = Call(connection, "LookupVolume", g_variant_new("(ss)", domain_.c_str(), "busy"),
+                 &error);
+    ASSERT_NE(reply, nullptr) << error->message;
+    volume = g_variant_get_child_value(reply, 0);
+    EXPECT_EQ(Str(volume, "legality"), "ILLEGAL");
+    g_variant_unref(volume);
+    g_variant_unref(reply);
+    reply = Call(connection, "DeleteVolume", g_variant_new("(ss)", domain_.c_str(), "busy"),
+                 &error);
+    ASSERT_NE(reply, nullptr) << error->message;
+    const char *job = nullptr;
+    g_variant_get(reply, "(&s)", &job);
+    GVariant *done = Call(connection, "WaitJob", g_variant_new("(su)", job, 60000u), &error);
+    ASSERT_NE(done, nullptr) << error->message;
+    GVariant *state = g_variant_get_child_value(done, 0);
+    EXPECT_EQ(Str(state, "state"), "done") << "an ILLEGAL volume can be deleted";
+    g_variant_unref(state);
+    g_variant_unref(done);
+    g_variant_unref(reply);
+    g_object_unref(connection);
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, WipeZeroesOnOursAndOnStock)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    const std::string zeros = ZerosSha256(tmp_.Sub("zeros"), 16 * kMiB);
+    Both({"vol-create-as", "--name", "w", "--capacity", "16M", "--format", "raw", "--pool"});
+    Both({"vol-create-as", "--name", "wf", "--capacity", "8M", "--allocation", "8M", "--format",
+          "raw", "--pool"});
+    for (const char *pool : {"sd", "stock"}) {
+        WritePattern(Path(pool, "w"), 2 * kMiB, 4 * kMiB, 5);
+        WritePattern(Path(pool, "wf"), 0, kMiB, 5);
+    }
+    Both({"vol-wipe", "w", "--pool"});
+    Both({"vol-wipe", "wf", "--pool"});
+    for (const char *pool : {"sd", "stock"})
+        EXPECT_EQ(FileSha256(Path(pool, "w")), zeros) << pool;
+    EXPECT_EQ(FileSha256(Path("sd", "wf")), FileSha256(Path("stock", "wf")));
+    EXPECT_LT(AllocatedBytes(Path("sd", "w")), kMiB) << "a sparse volume stays sparse";
+    EXPECT_GE(AllocatedBytes(Path("sd", "wf")), 8 * kMiB) << "a full one stays allocated";
+
+    /* qcow2 on ours: made again empty, still a qcow2 image (stock zeroes its header). */
+    libvirt_->VirshOk({"vol-create-as", "sd", "wq", "16M", "--format", "qcow2"});
+    ASSERT_NO_FATAL_FAILURE(MakePayload(tmp_.Sub("data.raw"), 16 * kMiB, {3}));
+    ASSERT_EQ(sdm::testing::Run({"qemu-img", "convert", "-O", "qcow2", tmp_.Sub("data.raw"),
+                   tmp_.Sub("data.qcow2")}).exit_code, 0);
+    libvirt_->VirshOk({"vol-upload", "wq", tmp_.Sub("data.qcow2"), "--pool", "sd"});
+    libvirt_->VirshOk({"vol-wipe", "wq", "--pool", "sd"});
+    EXPECT_EQ(GuestSha256(Path("sd", "wq"), tmp_.Sub("flat")), zeros);
+    std::string xml = libvirt_->VirshOk({"vol-dumpxml", "wq", "--pool", "sd"});
+    EXPECT_NE(xml.find("<format type='qcow2'/>"), std::string::npos) << xml;
+
+    CommandResult r = libvirt_->Virsh({"vol-wipe", "w", "--pool", "sd", "--algorithm", "nnsa"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("zero"), std::string::npos) << r.out;
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, PoolDeleteRemovesOnlyAnEmptyDomain)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    libvirt_->VirshOk({"vol-create-as", "sd", "left", "16M"});
+    libvirt_->VirshOk({"pool-destroy", "sd"});
+    CommandResult r = libvirt_->Virsh({"pool-delete", "sd"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("not empty"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("delete them first"), std::string::npos) << r.out;
+    EXPECT_TRUE(Exists(domain_ + "/domain.meta"));
+    libvirt_->VirshOk({"pool-start", "sd"});
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"left"})) << "nothing was lost";
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+    libvirt_->VirshOk({"vol-delete", "left", "--pool", "sd"});
+    for (const char *pool : {"sd", "stock"}) {
+        libvirt_->VirshOk({"pool-destroy", pool});
+        libvirt_->VirshOk({"pool-delete", pool});
+    }
+    EXPECT_FALSE(Exists(domain_)) << "the domain and, as stock, its directory are gone";
+    EXPECT_FALSE(Exists(stock_));
+    libvirt_->VirshOk({"pool-build", "sd"});
+    libvirt_->VirshOk({"pool-start", "sd"});
+    libvirt_->VirshOk({"vol-create-as", "sd", "again", "16M"});
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+TEST_F(VirshTest, VolCreateFromTheStockPoolIntoOurs)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    libvirt_->VirshOk({"vol-create-as", "stock", "src", "32M"});
+    WritePattern(Path("stock", "src"), 4 * kMiB, 2 * kMiB, 11);
+    libvirt_->VirshOk({"vol-create-as", "stock", "srcq", "16M", "--format", "qcow2"});
+    ASSERT_NO_FATAL_FAILURE(MakePayload(tmp_.Sub("q.raw"), 16 * kMiB, {7}));
+    ASSERT_EQ(sdm::testing::Run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", tmp_.Sub("q.raw"),
+                   Path("stock", "srcq")}).exit_code, 0);
+
+    WriteFile(tmp_.Sub("raw.xml"), "<volume><name>imported</name><capacity>0</capacity>"
+                                   "<target><format type='raw'/></target></volume>");
+    libvirt_->VirshOk({"vol-create-from", "sd", tmp_.Sub("raw.xml"), "src", "--inputpool",
+                       "stock"});
+    EXPECT_EQ(FileSha256(Path("sd", "imported")), FileSha256(Path("stock", "src")));
+    EXPECT_LT(AllocatedBytes(Path("sd", "imported")), 8 * kMiB) << "copied sparse";
+    WriteFile(tmp_.Sub("q.xml"), "<volume><name>imported-q</name><capacity>0</capacity>"
+                                 "<target><format type='raw'/></target></volume>");
+    libvirt_->VirshOk({"vol-create-from", "sd", tmp_.Sub("q.xml"), "srcq", "--inputpool",
+                       "stock"});
+    EXPECT_EQ(FileSha256(Path("sd", "imported-q")), FileSha256(tmp_.Sub("q.raw")))
+        << "a qcow2 source converted to raw";
+    std::string info = libvirt_->VirshOk({"vol-info", "imported", "--pool", "sd", "--bytes"});
+    EXPECT_NE(info.find(std::to_string(32 * kMiB) + " bytes"), std::string::npos) << info;
+    libvirt_->VirshOk({"pool-refresh", "sd"});
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"imported", "imported-q"}));
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
 }
 
 }  // namespace
