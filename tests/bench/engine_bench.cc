@@ -14,68 +14,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <cstring>
-#include <functional>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "sdm/domain.h"
+#include "tests/bench/bench_util.h"
 #include "tests/support/test_support.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using sdm::bench::AddRow;
+using sdm::bench::Check;
+using sdm::bench::Die;
+using sdm::bench::Fmt;
+using sdm::bench::Percentile;
+using sdm::bench::RawSparse;
+using sdm::bench::Seconds;
 using sdm::testing::Run;
 using sdm::testing::TempDir;
-
-double Seconds(std::function<void()> fn)
-{
-    auto start = Clock::now();
-    fn();
-    return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-double Percentile(std::vector<double> v, double p)
-{
-    std::sort(v.begin(), v.end());
-    size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-    return v[i];
-}
-
-void Die(const std::string &what)
-{
-    fprintf(stderr, "engine_bench: %s\n", what.c_str());
-    exit(1);
-}
-
-void Check(const sdm::Status &status, const std::string &what)
-{
-    if (!status.ok())
-        Die(what + ": " + status.ToString());
-}
-
-struct Row {
-    std::string name;
-    std::string ours;
-    std::string baseline;
-    std::string ratio;
-    std::string target;
-    bool met;
-};
-
-std::vector<Row> rows;
-
-void AddRow(Row row) { rows.push_back(std::move(row)); }
-
-std::string Fmt(const char *format, double value)
-{
-    char buf[64];
-    snprintf(buf, sizeof(buf), format, value);
-    return buf;
-}
 
 void FsyncPath(const std::string &path)
 {
@@ -118,9 +75,7 @@ void BenchCreate(const std::string &base, int count)
         /* Interleaved, so both see the same state of the filesystem and its journal. */
         bare.push_back(Seconds([&] { BareCreate(bare_dir.path(), i, size); }));
         ours.push_back(Seconds([&] {
-            auto v = (*domain)->CreateVolume({"v" + std::to_string(i), size,
-                                              sdm::VolumeFormat::kRaw,
-                                              sdm::Preallocation::kSparse, ""});
+            auto v = (*domain)->CreateVolume(RawSparse("v" + std::to_string(i), size));
             Check(v.status(), "create");
         }));
     }
@@ -163,8 +118,7 @@ void BenchClone(uint64_t size, uint64_t data, int rounds)
     auto domain = sdm::Domain::Open(root);
     if (!domain.ok())
         Die("open");
-    auto src = (*domain)->CreateVolume({"src", size, sdm::VolumeFormat::kRaw,
-                                        sdm::Preallocation::kSparse, ""});
+    auto src = (*domain)->CreateVolume(RawSparse("src", size));
     Check(src.status(), "create source");
     /* Data in 64 MiB extents with 64 MiB holes between them. */
     const uint64_t chunk = 64ull << 20;
@@ -220,8 +174,7 @@ void BenchClone(uint64_t size, uint64_t data, int rounds)
 void FillDomain(sdm::Domain &domain, int from, int to)
 {
     for (int i = from; i < to; i++)
-        Check(domain.CreateVolume({"v" + std::to_string(i), 1 << 20, sdm::VolumeFormat::kRaw,
-                                   sdm::Preallocation::kSparse, ""}).status(),
+        Check(domain.CreateVolume(RawSparse("v" + std::to_string(i), 1 << 20)).status(),
               "fill");
 }
 
@@ -263,23 +216,15 @@ int main(int argc, char **argv)
         else
             Die(std::string("unknown argument ") + argv[i] + "; usage: engine_bench [--dir DIR] [--quick]");
     }
-    fprintf(stderr, "engine_bench: create...\n");
+    sdm::bench::Note("create...");
     BenchCreate("", quick ? 20 : 200);
-    fprintf(stderr, "engine_bench: clone...\n");
+    sdm::bench::Note("clone...");
     if (quick)
         BenchClone(256ull << 20, 128ull << 20, 3);
     else
         BenchClone(2ull << 30, 1ull << 30, 5);
-    fprintf(stderr, "engine_bench: gc (filling domains)...\n");
+    sdm::bench::Note("gc (filling domains)...");
     BenchGc(quick ? 100 : 1000, quick ? 1000 : 10000);
 
-    printf("| benchmark | ours | baseline | ratio | target | met |\n");
-    printf("| --- | --- | --- | --- | --- | --- |\n");
-    bool all = true;
-    for (const auto &r : rows) {
-        printf("| %s | %s | %s | %s | %s | %s |\n", r.name.c_str(), r.ours.c_str(),
-               r.baseline.c_str(), r.ratio.c_str(), r.target.c_str(), r.met ? "yes" : "NO");
-        all &= r.met;
-    }
-    return all ? 0 : 3;
+    return sdm::bench::PrintTable();
 }
