@@ -746,7 +746,9 @@ void Service::HandleEvent(const JobEvent &event)
     if (event.kind == JobEventKind::kProgress) {
         if (record && job.step != record->last_step) {
             record->last_step = job.step;
-            Log(routine, "%s: step %s", label.c_str(), job.step.c_str());
+            /* A create has a dozen steps: at info level their log lines were a measurable
+             * share of a create through sdmd (docs/benchmarks.md). Starts and ends stay info. */
+            Log(LogLevel::kDebug, "%s: step %s", label.c_str(), job.step.c_str());
         } else {
             Log(LogLevel::kDebug, "%s: %llu of %llu", label.c_str(),
                 static_cast<unsigned long long>(job.done),

@@ -70,13 +70,15 @@ Result<CheckReport> FileDomain::Check()
     auto root_entries = fileio::ListDirAt(root(), ".");
     if (!root_entries.ok())
         return root_entries.status();
+    std::vector<std::string> root_links; /* judged once the volumes are known */
     for (const auto &entry : *root_entries) {
         bool known = entry == layout::kDomainMeta || entry == "lost+found" ||
                      std::any_of(std::begin(layout::kSkeleton), std::end(layout::kSkeleton),
                                  [&](const char *n) { return entry == n; });
         if (!known)
-            problem(entry + _(": unexpected entry at the domain root"));
+            root_links.push_back(entry);
     }
+    std::map<std::string, std::string> expected_root; /* root link -> target */
 
     /* Every index entry the committed volumes call for, with its target. */
     std::map<std::string, std::string> expected_index;
@@ -132,6 +134,8 @@ Result<CheckReport> FileDomain::Check()
                 }
                 at = p->parent;
             }
+            if (std::string link = layout::RootLink(v.name); !link.empty())
+                expected_root[link] = layout::RootLinkTarget(entry, v.uuid);
             for (const std::string &key : {layout::NameEntry(v.name), layout::SlotEntry(v.slot)}) {
                 if (!expected_index.emplace(key, target).second) {
                     problem(vwhere + _(": index entry ") + key + _(" is claimed by another volume too"));
@@ -153,6 +157,23 @@ Result<CheckReport> FileDomain::Check()
         }
         if (image->volumes.empty() && image->bad.empty() && !pending.images.count(entry))
             problem(where + _(": empty image directory"));
+    }
+
+    /* A root link is a convenience derived from the index: one that names its volume, or
+     * belongs to a transaction still pending, is fine; anything else is not ours. */
+    for (const auto &entry : root_links) {
+        std::string target = ReadLink(root(), entry);
+        auto it = expected_root.find(entry);
+        if (it != expected_root.end() && it->second == target)
+            continue;
+        const std::string prefix = std::string(layout::kImagesDir) + "/";
+        auto ref = target.rfind(prefix, 0) == 0
+                       ? layout::ParseIndexTarget(target.substr(prefix.size()))
+                       : std::nullopt;
+        if (ref && pending.volumes.count(ref->volume))
+            continue;
+        problem(entry + (ref ? _(": a root link to no committed volume of that name; remove it")
+                             : _(": unexpected entry at the domain root")));
     }
 
     for (const auto &entry : index_entries) {

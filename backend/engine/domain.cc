@@ -626,12 +626,29 @@ static Status UnlinkIndex(int dir, const std::string &entry, const std::string &
     return Status::Ok();
 }
 
+/* The root link follows the index and never fails an operation: a stale link (a volume of
+ * that name that is gone) is replaced; anything else in its place is left alone. */
+static void LinkRoot(int root, const std::string &link, const std::string &target)
+{
+    if (link.empty() || symlinkat(target.c_str(), root, link.c_str()) == 0 || errno != EEXIST)
+        return;
+    char existing[512];
+    ssize_t n = readlinkat(root, link.c_str(), existing, sizeof(existing) - 1);
+    if (n < 0 || std::string(existing, n).rfind(std::string(layout::kImagesDir) + "/", 0) != 0)
+        return;
+    std::string temp = link.substr(0, 200) + layout::kTempSuffix;
+    if (symlinkat(target.c_str(), root, temp.c_str()) == 0 &&
+        renameat(root, temp.c_str(), root, link.c_str()) != 0)
+        unlinkat(root, temp.c_str(), 0);
+}
+
 Status FileDomain::AddIndex(const std::string &name, uint64_t slot, const std::string &image,
                             const std::string &volume)
 {
     std::string target = layout::IndexTarget(image, volume);
     SDM_RETURN_IF_ERROR(LinkIndex(images_.get(), layout::SlotEntry(slot), target));
     SDM_RETURN_IF_ERROR(LinkIndex(images_.get(), layout::NameEntry(name), target));
+    LinkRoot(root_.get(), layout::RootLink(name), layout::RootLinkTarget(image, volume));
     AllocatorGuard guard(alloc_mutex_);
     used_slots_.insert(slot);
     return Status::Ok();
@@ -641,6 +658,8 @@ Status FileDomain::RemoveIndex(const std::string &name, uint64_t slot, const std
                                const std::string &volume)
 {
     std::string target = layout::IndexTarget(image, volume);
+    if (std::string link = layout::RootLink(name); !link.empty())
+        SDM_RETURN_IF_ERROR(UnlinkIndex(root_.get(), link, layout::RootLinkTarget(image, volume)));
     SDM_RETURN_IF_ERROR(UnlinkIndex(images_.get(), layout::NameEntry(name), target));
     SDM_RETURN_IF_ERROR(UnlinkIndex(images_.get(), layout::SlotEntry(slot), target));
     AllocatorGuard guard(alloc_mutex_);
@@ -655,6 +674,7 @@ Status FileDomain::SyncNamespace(int committed_dir, const std::string &what)
     if (committed_dir != images_.get())
         barrier.Dir(committed_dir, what);
     barrier.Dir(images_.get(), layout::kImagesDir); /* the index, changed last */
+    barrier.Dir(root_.get(), "."); /* the root links that follow it */
     return barrier.Sync();
 }
 

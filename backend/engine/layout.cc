@@ -1,4 +1,5 @@
 /* On-storage names of a file storage domain; see layout.h for the tree. */
+#include <algorithm>
 #include "backend/engine/layout.h"
 
 #include <glib.h>
@@ -123,6 +124,21 @@ EntryKind ClassifyImagesEntry(const std::string &entry)
     if (ParseSlotName(entry))
         return EntryKind::kSlot;
     return EntryKind::kOther;
+}
+
+std::string RootLink(const std::string &name)
+{
+    auto reserved = [&](const char *n) { return name == n; };
+    if (name == kDomainMeta || name == "lost+found" || name.empty() || name[0] == '.' ||
+        std::any_of(std::begin(kSkeleton), std::end(kSkeleton), reserved) ||
+        (name.size() >= 4 && name.compare(name.size() - 4, 4, kTempSuffix) == 0))
+        return "";
+    return name;
+}
+
+std::string RootLinkTarget(const std::string &image, const std::string &volume)
+{
+    return std::string(kImagesDir) + "/" + IndexTarget(image, volume);
 }
 
 std::string IndexTarget(const std::string &image, const std::string &volume)

@@ -66,6 +66,13 @@ std::optional<uint64_t> ParseSlotName(const std::string &name);
 
 /* Index entries in images/: a volume name's, a lease slot's, and what an entry is. */
 std::string NameEntry(const std::string &name);
+/* The convenience link at the domain root, <domain>/<name> -> images/<image>/<volume>, for
+ * tools that take a dir pool's volume path to be <pool>/<name> (virt-install does). Empty
+ * for names the root needs itself (domain.meta, the skeleton, lost+found, *.tmp) and for
+ * names longer than the index's: such volumes simply have no root link. The index in
+ * images/ stays the only authority; root links are derived from it. */
+std::string RootLink(const std::string &name);
+std::string RootLinkTarget(const std::string &image, const std::string &volume);
 std::string SlotEntry(uint64_t slot);
 enum class EntryKind { kImage, kName, kSlot, kOther };
 EntryKind ClassifyImagesEntry(const std::string &entry);

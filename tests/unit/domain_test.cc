@@ -226,6 +226,55 @@ TEST_F(DomainTest, PlannedIdentityIsTheOneCreated)
     ExpectClean();
 }
 
+/* <domain>/<name> is the volume's data file for tools that take a dir pool's volume path to
+ * be <pool>/<name> (virt-install): a root link that follows the index and never fails an
+ * operation. */
+TEST_F(DomainTest, RootLinksFollowTheIndex)
+{
+    auto v = domain_->CreateVolume(CreateParams{.name = "web disk", .capacity = kMiB});
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    char *resolved = realpath((root_ + "/web disk").c_str(), nullptr);
+    ASSERT_NE(resolved, nullptr) << "the root link exists";
+    EXPECT_EQ(std::string(resolved), v->path);
+    free(resolved);
+
+    /* Names the root needs itself get no link, and the domain's own files are untouched. */
+    std::string meta_before = ReadFile(root_ + "/domain.meta");
+    for (const char *name : {"images", "tx", "ids", "leases", "domain.meta", "x.tmp"}) {
+        auto odd = domain_->CreateVolume(CreateParams{.name = name, .capacity = kMiB});
+        ASSERT_TRUE(odd.ok()) << name << ": " << odd.status().ToString();
+    }
+    EXPECT_EQ(ReadFile(root_ + "/domain.meta"), meta_before);
+    struct stat st;
+    ASSERT_EQ(lstat((root_ + "/images").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+
+    /* Something of the user's in a volume's place stays; the create still succeeds. */
+    WriteFile(root_ + "/precious", "user data");
+    ASSERT_TRUE(domain_->CreateVolume(CreateParams{.name = "precious", .capacity = kMiB}).ok());
+    EXPECT_EQ(ReadFile(root_ + "/precious"), "user data");
+    auto report = domain_->Check();
+    ASSERT_TRUE(report.ok());
+    ASSERT_EQ(report->problems.size(), 1u) << "the user's file is reported, nothing else";
+    EXPECT_NE(report->problems[0].find("precious"), std::string::npos);
+    unlink((root_ + "/precious").c_str());
+
+    ASSERT_TRUE(domain_->DeleteVolume("web disk").ok());
+    EXPECT_NE(lstat((root_ + "/web disk").c_str(), &st), 0) << "the link goes with the volume";
+    /* A stale link (its volume gone behind the engine's back) is replaced by a new volume. */
+    ASSERT_EQ(symlink("images/00000000-0000-0000-0000-000000000000/"
+                      "00000000-0000-0000-0000-000000000000",
+                      (root_ + "/reborn").c_str()),
+              0);
+    auto reborn = domain_->CreateVolume(CreateParams{.name = "reborn", .capacity = kMiB});
+    ASSERT_TRUE(reborn.ok());
+    resolved = realpath((root_ + "/reborn").c_str(), nullptr);
+    ASSERT_NE(resolved, nullptr);
+    EXPECT_EQ(std::string(resolved), reborn->path);
+    free(resolved);
+    ExpectClean();
+}
+
 TEST_F(DomainTest, CreateRawPreallocatedAndQcow2)
 {
     CreateParams p;
