@@ -67,10 +67,18 @@ Result<Transaction> Transaction::Begin(FileDomain &domain, const meta::Marker &m
     if (mkdirat(domain.tx_dir(), name.c_str(), 0755) != 0)
         return Status::FromErrno(errno, _("cannot create transaction directory tx/") + name);
     domain.AddOwnTransaction(name);
+    /* No Transaction reaches the caller, so nobody would settle the directory, and as this
+     * process's own the collector would pass it by: remove it now (the owner still holds
+     * the lease), and leave to the collector what cannot be removed. */
+    auto abandon = [&](const Status &status) {
+        (void)fileio::RemoveTreeAt(domain.tx_dir(), name);
+        domain.RemoveOwnTransaction(name);
+        return status;
+    };
     Transaction tx(domain, marker, name, fileio::Fd());
     auto dir = fileio::OpenDirAt(domain.tx_dir(), name);
     if (!dir.ok())
-        return dir.status();
+        return abandon(dir.status());
     tx.dir_ = std::move(*dir);
     /* The directory is the marker; the file describes it. A create of a new image needs
      * no description: the directory's name names the image and the lease, and the image
@@ -80,7 +88,9 @@ Result<Transaction> Transaction::Begin(FileDomain &domain, const meta::Marker &m
      * owner holds now. */
     if (marker.op == meta::TxOp::kCreate && marker.new_image)
         return tx;
-    SDM_RETURN_IF_ERROR(fileio::WriteFileAt(tx.dir_.get(), layout::kMarker, meta::Encode(marker)));
+    Status written = fileio::WriteFileAt(tx.dir_.get(), layout::kMarker, meta::Encode(marker));
+    if (!written.ok())
+        return abandon(written);
     return tx;
 }
 
@@ -182,12 +192,21 @@ static Status UndoGrow(FileDomain &domain, const meta::Marker &m)
     (void)unlinkat(image->get(), (layout::MetaFile(m.volume) + layout::kTempSuffix).c_str(), 0);
     if (meta->capacity != m.old_capacity)
         return Status::Ok();
+    /* O_NONBLOCK: a FIFO planted there must not hang the collector. Only a regular file
+     * with no other name is the volume's: through a hard link the shrink would cut a file
+     * outside the domain, and qemu-img below must not meet anything else. */
+    auto data = fileio::OpenAt(image->get(), m.volume, O_WRONLY | O_NONBLOCK);
+    if (!data.ok())
+        return data.status();
+    struct stat st;
+    if (fstat(data->get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
+        return Status::Error(ErrorCode::kCorrupt,
+                             layout::VolumePath(m.image, m.volume) +
+                                 _(" is not a regular file with one name, so it is not the "
+                                   "volume's data; left alone: inspect it and remove it by "
+                                   "hand"));
     if (meta->format == VolumeFormat::kRaw) {
-        auto data = fileio::OpenAt(image->get(), m.volume, O_WRONLY);
-        if (!data.ok())
-            return data.status();
-        struct stat st;
-        if (fstat(data->get(), &st) == 0 && static_cast<uint64_t>(st.st_size) > m.old_capacity &&
+        if (static_cast<uint64_t>(st.st_size) > m.old_capacity &&
             ftruncate(data->get(), static_cast<off_t>(m.old_capacity)) != 0)
             return Status::FromErrno(errno, _("cannot undo the grow of ") +
                                                 layout::VolumePath(m.image, m.volume));
@@ -256,7 +275,8 @@ TxRead ReadTransaction(FileDomain &domain, const std::string &dir_name, const la
     return read;
 }
 
-Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta::Marker *m)
+static Result<bool> Settle(FileDomain &domain, const std::string &dir_name,
+                           const meta::Marker *m)
 {
     bool forward = false;
     if (m) {
@@ -304,8 +324,16 @@ Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta
         }
     }
     SDM_RETURN_IF_ERROR(RemoveTransactionDir(domain, dir_name, true));
-    domain.RemoveOwnTransaction(dir_name);
     return forward;
+}
+
+Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta::Marker *m)
+{
+    auto settled = Settle(domain, dir_name, m);
+    /* Settled or not, an owner is done with it: what failed is the collector's to retry,
+     * in this process too. */
+    domain.RemoveOwnTransaction(dir_name);
+    return settled;
 }
 
 }  // namespace sdm
