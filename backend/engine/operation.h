@@ -109,4 +109,12 @@ Status VolumeBusy(const std::string &name, const Status &lease_status);
 /* kBusy unless the volume is LEGAL. */
 Status RequireLegal(const meta::VolumeMeta &m);
 
+/* Opens the data file of volume `m` in its image directory `image_dir` for `flags`, and
+ * checks it before anything reads, writes or hands it to qemu-img: the storage is written
+ * by other hosts, and a symlink, FIFO, device or hard-linked file there would make the
+ * operation hang or touch a file outside the domain. Anything but a regular file with one
+ * link, or a qcow2 header naming another backing file than the metadata's parent, is
+ * kCorrupt. Pass the descriptor on (qemu::FdPath, qemu::ChainName), never the path. */
+Result<fileio::Fd> OpenVolumeData(int image_dir, const meta::VolumeMeta &m, int flags);
+
 }  // namespace sdm

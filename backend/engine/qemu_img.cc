@@ -44,11 +44,14 @@ std::string Binary()
     return env && *env ? env : "qemu-img";
 }
 
+constexpr std::string_view kJsonPrefix = "json:";
+
 /* qemu-img reads "proto:..." in a file name as a protocol; "./" keeps a relative name a
- * file name. */
+ * file name. Only a ChainName is meant as a protocol. */
 std::string FileArg(const std::string &path)
 {
-    return !path.empty() && path[0] == '/' ? path : "./" + path;
+    bool absolute = !path.empty() && path[0] == '/';
+    return absolute || path.starts_with(kJsonPrefix) ? path : "./" + path;
 }
 
 /* qemu-img's message made fit for one line of an error: its first lines (parallel writes
@@ -576,6 +579,28 @@ Result<ImageInfo> Info(const std::string &path)
     if (backing != members->strings.end())
         info.backing_filename = backing->second;
     return info;
+}
+
+std::string FdPath(int fd)
+{
+    return Printf("/proc/%d/fd/%d", static_cast<int>(getpid()), fd);
+}
+
+std::string ChainName(const std::vector<Layer> &chain)
+{
+    /* Only numbers and fixed words go into the JSON: nothing needs escaping. A qcow2 layer
+     * with nothing below gets "backing": null, so that qemu-img opens no backing file. */
+    std::string json;
+    std::string closing;
+    for (size_t i = 0; i < chain.size(); i++) {
+        json += Printf("{\"driver\":\"%s\",\"file\":{\"driver\":\"file\",\"filename\":\"%s\"}",
+                       VolumeFormatName(chain[i].format), FdPath(chain[i].fd).c_str());
+        closing += "}";
+        if (chain[i].format != VolumeFormat::kQcow2)
+            break;
+        json += i + 1 < chain.size() ? ",\"backing\":" : ",\"backing\":null";
+    }
+    return std::string(kJsonPrefix) + json + closing;
 }
 
 }  // namespace sdm::qemu

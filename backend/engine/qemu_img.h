@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sdm/status.h"
 #include "sdm/types.h"
@@ -33,5 +34,19 @@ struct ImageInfo {
     std::string backing_filename; /* empty if none */
 };
 Result<ImageInfo> Info(const std::string &path);
+
+/* The name by which a child qemu-img reopens the file behind this process's descriptor
+ * `fd`: a swap of the file's path after the caller checked the descriptor cannot matter. */
+std::string FdPath(int fd);
+
+/* One layer of an image chain that this process holds open. */
+struct Layer {
+    int fd;
+    VolumeFormat format;
+};
+/* A file name (for any call above but Create) that makes qemu-img read the chain of open
+ * descriptors `chain`, top first, and no other file: it never follows a backing file name
+ * from an image header. */
+std::string ChainName(const std::vector<Layer> &chain);
 
 }  // namespace sdm::qemu

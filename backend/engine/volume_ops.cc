@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <ctime>
 #include <optional>
+#include <vector>
 
 #include "backend/engine/copy.h"
 #include "backend/engine/crashpoint.h"
@@ -159,7 +160,7 @@ meta::Marker NewMarker(const FileDomain &domain, meta::TxOp op, const meta::Volu
  * domain (import). */
 struct CopySource {
     int fd = -1;              /* the source's data, when it is raw and flat */
-    std::string path;         /* the source's file, for qemu-img */
+    std::string path;         /* the source's file (a descriptor's name), for qemu-img */
     VolumeFormat format = VolumeFormat::kRaw;
     bool flat = true;         /* no backing chain */
     uint64_t size = 0;        /* the source's virtual size */
@@ -224,6 +225,40 @@ Status CopyIntoNewImage(FileDomain &domain, OpRun &run, meta::VolumeMeta &m,
     barrier.Dir(work->get(), t.RelPath(m.image));
     SDM_RETURN_IF_ERROR(barrier.Sync());
     return CommitNewImage(domain, run, m, "clone.commit", "clone.index");
+}
+
+/* Opens and checks the data files of `top` and every volume below it in `image`, top
+ * first, into `fds`: qemu-img then reads exactly these descriptors. */
+Result<std::vector<qemu::Layer>> OpenChain(const FileDomain::Image &image,
+                                           const meta::VolumeMeta &top,
+                                           std::vector<fileio::Fd> *fds)
+{
+    std::vector<qemu::Layer> chain;
+    const meta::VolumeMeta *v = &top;
+    while (v) {
+        /* A parent loop in hostile metadata would never end. */
+        if (chain.size() > image.volumes.size())
+            return Status::Error(ErrorCode::kCorrupt,
+                                 Printf(_("the backing chain of volume '%s' in image %s loops; "
+                                          "run `sdm-local check`"),
+                                        top.name.c_str(), image.uuid.c_str()));
+        auto fd = OpenVolumeData(image.dir.get(), *v, O_RDONLY);
+        if (!fd.ok())
+            return fd.status();
+        chain.push_back({fd->get(), v->format});
+        fds->push_back(std::move(*fd));
+        if (v->parent.empty())
+            break;
+        const meta::VolumeMeta *parent = image.Find(v->parent);
+        if (!parent)
+            return Status::Error(ErrorCode::kCorrupt,
+                                 Printf(_("the parent %s of volume '%s' has no readable "
+                                          "metadata in image %s; run `sdm-local check`"),
+                                        v->parent.c_str(), v->name.c_str(),
+                                        image.uuid.c_str()));
+        v = parent;
+    }
+    return chain;
 }
 
 }  // namespace
@@ -517,19 +552,17 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
         return run.Fail(target_lease.status());
     m.slot = reservation.slot();
 
+    std::vector<fileio::Fd> chain_fds;
+    auto chain = OpenChain(*source_image, *src, &chain_fds);
+    if (!chain.ok())
+        return run.Fail(chain.status());
     CopySource from;
-    from.path = AbsPath(layout::VolumePath(src->image, src->uuid));
+    from.path = qemu::ChainName(*chain);
     from.format = src->format;
     from.flat = src->parent.empty();
     from.size = src->capacity;
-    fileio::Fd source_data;
-    if (from.flat && from.format == VolumeFormat::kRaw) {
-        auto opened = fileio::OpenAt(source_image->dir.get(), src->uuid, O_RDONLY);
-        if (!opened.ok())
-            return run.Fail(opened.status());
-        source_data = std::move(*opened);
-        from.fd = source_data.get();
-    }
+    if (from.flat && from.format == VolumeFormat::kRaw)
+        from.fd = chain_fds.front().get();
     status = CopyIntoNewImage(*this, run, m, from);
     if (!status.ok())
         return run.Fail(status);
@@ -543,7 +576,7 @@ Result<VolumeInfo> FileDomain::CloneVolume(const CloneParams &params, OpObserver
  * name no backing file: qemu-img would follow it and read a file the caller never opened. */
 static Status DescribeImportSource(const ImportParams &params, CopySource *from)
 {
-    from->path = sdm::Printf("/proc/%d/fd/%d", static_cast<int>(getpid()), params.source_fd);
+    from->path = qemu::FdPath(params.source_fd);
     from->format = params.source_format;
     if (params.source_format == VolumeFormat::kRaw) {
         off_t end = lseek(params.source_fd, 0, SEEK_END);
@@ -739,11 +772,13 @@ Result<VolumeInfo> FileDomain::ResizeVolume(const std::string &name, uint64_t ca
         /* The grown tail is garbage until the metadata says the volume is that large. */
         SDM_RETURN_IF_ERROR(run.Enter("resize.grow"));
         std::string rel = layout::VolumePath(m.image, m.uuid);
-        if (m.format == VolumeFormat::kQcow2)
-            SDM_RETURN_IF_ERROR(qemu::Resize(AbsPath(rel), m.format, capacity, false));
-        auto data = fileio::OpenAt(image->dir.get(), m.uuid, O_RDWR);
+        auto data = OpenVolumeData(image->dir.get(), m, O_RDWR);
         if (!data.ok())
             return data.status();
+        /* Growing the top layer reads nothing below it: qemu-img gets this file alone. */
+        if (m.format == VolumeFormat::kQcow2)
+            SDM_RETURN_IF_ERROR(qemu::Resize(qemu::ChainName({{data->get(), m.format}}),
+                                             m.format, capacity, false));
         if (m.format == VolumeFormat::kRaw) {
             int err = m.prealloc == Preallocation::kFull
                           ? posix_fallocate(data->get(), 0, static_cast<off_t>(capacity))
