@@ -76,7 +76,12 @@ cat >"$demo/stop.sh" <<STOP
 kill \$(cat "$demo/sdmd.pid") 2>/dev/null
 sleep 1
 SANLOCK_RUN_DIR="$demo/sanlock-run" sanlock client shutdown -f 1 >/dev/null 2>&1
-kill \$(cat "$demo/sanlock.pid") 2>/dev/null
+# The daemon ignores SIGTERM while it holds a lockspace: give it time, then make sure.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    kill -0 \$(cat "$demo/sanlock.pid") 2>/dev/null || break
+    sleep 0.5
+done
+kill -KILL \$(cat "$demo/sanlock.pid") 2>/dev/null
 echo "demo stopped; its files stay in $demo"
 STOP
 chmod +x "$demo/stop.sh"
