@@ -34,15 +34,6 @@ constexpr auto kStopTimeout = std::chrono::seconds(5);
 constexpr auto kHungTimeout = std::chrono::seconds(60);
 constexpr auto kPoll = std::chrono::milliseconds(5);
 
-void ChildFail(const char *what)
-{
-    const char *err = strerror(errno);
-    if (write(2, what, strlen(what)) < 0 || write(2, ": ", 2) < 0 ||
-        write(2, err, strlen(err)) < 0 || write(2, "\n", 1) < 0)
-        _exit(126);
-    _exit(127);
-}
-
 /* A connected control socket, or -1. */
 int Connect(const std::string &path)
 {

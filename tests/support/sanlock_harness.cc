@@ -35,15 +35,6 @@ constexpr auto kStartTimeout = std::chrono::seconds(10);
 constexpr auto kStopTimeout = std::chrono::seconds(1);
 constexpr auto kPoll = std::chrono::milliseconds(5);
 
-void ChildFail(const char *what)
-{
-    const char *err = strerror(errno);
-    if (write(2, what, strlen(what)) < 0 || write(2, ": ", 2) < 0 ||
-        write(2, err, strlen(err)) < 0 || write(2, "\n", 1) < 0)
-        _exit(126);
-    _exit(127);
-}
-
 std::string SanlockProgram()
 {
     g_autofree char *found = g_find_program_in_path("sanlock");

@@ -140,4 +140,13 @@ std::string SdmLocalPath()
     return p ? p : "sdm-local";
 }
 
+void ChildFail(const char *what)
+{
+    const char *err = strerror(errno);
+    if (write(2, what, strlen(what)) < 0 || write(2, ": ", 2) < 0 ||
+        write(2, err, strlen(err)) < 0 || write(2, "\n", 1) < 0)
+        _exit(126);
+    _exit(127);
+}
+
 }  // namespace sdm::testing

@@ -42,6 +42,9 @@ struct CommandResult {
 };
 /* Runs argv with extra "NAME=value" environment entries; waits for it. */
 CommandResult Run(const std::vector<std::string> &argv, const std::vector<std::string> &env = {});
+/* In a forked child before exec: writes "<what>: <strerror(errno)>" to stderr with
+ * async-signal-safe calls only and exits 127. */
+[[noreturn]] void ChildFail(const char *what);
 
 /* Path of the sdm-local tool under test ($SDM_SDM_LOCAL). */
 std::string SdmLocalPath();
