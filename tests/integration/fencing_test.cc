@@ -22,9 +22,8 @@
 #include <vector>
 
 #include "backend/engine/layout.h"
-#include "tests/support/daemon_harness.h"
 #include "tests/support/faultfs_harness.h"
-#include "tests/support/sanlock_harness.h"
+#include "tests/support/sim_cluster.h"
 
 namespace sdm::testing {
 namespace {
@@ -34,17 +33,6 @@ constexpr uint64_t kMiB = 1 << 20;
 constexpr char kStall[] = "stall";
 /* sdmd(8): the exit status after sanlock's SIGTERM with a lockspace failing or lost. */
 constexpr int kExitFenced = 3;
-
-GVariant *NoOptions()
-{
-    return g_variant_new_array(G_VARIANT_TYPE("{sv}"), nullptr, 0);
-}
-
-bool Bool(GVariant *dict, const char *key)
-{
-    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_BOOLEAN);
-    return value && g_variant_get_boolean(value);
-}
 
 /* The pid of the process listening on a unix socket. */
 pid_t ListenerPid(const std::string &socket_path)
@@ -71,115 +59,19 @@ bool Ended(pid_t pid)
            info.si_pid == pid;
 }
 
-/* One simulated host: a private sanlock daemon and an sdmd using it with `host_id`. */
-class Host {
-public:
-    Host(uint32_t host_id, const std::vector<std::string> &env)
-        : host_id_(host_id), sanlock_("host-" + std::to_string(host_id))
-    {
-        started_ = daemon_.Start("lease_backend=sanlock\nhost_id=" + std::to_string(host_id) +
-                                     "\nsanlock_run_dir=" + sanlock_.run_dir() + "\n",
-                                 env);
-        g_autoptr(GError) error = nullptr;
-        if (started_)
-            conn_ = daemon_.Connect(&error);
+/* The lockspace state `h`'s sanlock daemon gives `host_id` ("" if not listed). */
+std::string HostState(SimHost &h, const std::string &uuid, uint64_t host_id)
+{
+    g_autoptr(GVariant) hosts = h.OutOk("ListHosts", g_variant_new("(s)", uuid.c_str()));
+    for (size_t i = 0; hosts && i < g_variant_n_children(hosts); i++) {
+        guint64 id, generation, timestamp;
+        const char *state;
+        g_variant_get_child(hosts, i, "(tt&st)", &id, &generation, &state, &timestamp);
+        if (id == host_id)
+            return state;
     }
-
-    ~Host()
-    {
-        if (conn_) {
-            g_dbus_connection_close_sync(conn_, nullptr, nullptr);
-            g_object_unref(conn_);
-        }
-        if (daemon_.running()) {
-            EXPECT_EQ(daemon_.Stop(), 0) << daemon_.Log();
-        }
-    }
-
-    ::testing::AssertionResult Ready() const
-    {
-        if (!started_)
-            return started_;
-        if (!conn_)
-            return ::testing::AssertionFailure() << "cannot connect to sdmd " << host_id_;
-        return ::testing::AssertionSuccess();
-    }
-
-    /* The first out-argument of a call that must succeed (null after a failure). */
-    GVariant *Out(const char *method, GVariant *args)
-    {
-        g_autoptr(GError) error = nullptr;
-        g_autoptr(GVariant) reply = Call(conn_, method, args, &error);
-        EXPECT_NE(reply, nullptr) << "host " << host_id_ << ": " << method << ": "
-                                  << (error ? error->message : "") << "\n"
-                                  << daemon_.Log();
-        return reply ? g_variant_get_child_value(reply, 0) : nullptr;
-    }
-
-    std::string Submit(const char *method, GVariant *args)
-    {
-        g_autoptr(GVariant) id = Out(method, args);
-        return id ? g_variant_get_string(id, nullptr) : "";
-    }
-
-    /* Runs a job that must succeed; whether it did. */
-    bool Job(const char *method, GVariant *args)
-    {
-        std::string id = Submit(method, args);
-        if (id.empty())
-            return false;
-        g_autoptr(GVariant) job = Out("WaitJob", g_variant_new("(su)", id.c_str(), 120000u));
-        EXPECT_EQ(Str(job, "state"), "done") << "host " << host_id_ << ": " << method << ": "
-                                             << Str(job, "error_message");
-        return Str(job, "state") == "done";
-    }
-
-    bool WaitJoined(const std::string &uuid)
-    {
-        return SpinUntil([&] {
-            g_autoptr(GVariant) domain = Out("GetDomain", g_variant_new("(s)", uuid.c_str()));
-            return Bool(domain, "joined");
-        });
-    }
-
-    std::vector<std::string> VolumeNames(const std::string &uuid)
-    {
-        std::vector<std::string> names;
-        g_autoptr(GVariant) volumes = Out("ListVolumes", g_variant_new("(s)", uuid.c_str()));
-        for (size_t i = 0; volumes && i < g_variant_n_children(volumes); i++) {
-            g_autoptr(GVariant) v = g_variant_get_child_value(volumes, i);
-            names.push_back(Str(v, "name"));
-        }
-        std::sort(names.begin(), names.end());
-        return names;
-    }
-
-    /* The lockspace state this host's sanlock daemon gives `host_id` ("" if not listed). */
-    std::string HostState(const std::string &uuid, uint64_t host_id)
-    {
-        g_autoptr(GVariant) hosts = Out("ListHosts", g_variant_new("(s)", uuid.c_str()));
-        for (size_t i = 0; hosts && i < g_variant_n_children(hosts); i++) {
-            guint64 id, generation, timestamp;
-            const char *state;
-            g_variant_get_child(hosts, i, "(tt&st)", &id, &generation, &state, &timestamp);
-            if (id == host_id)
-                return state;
-        }
-        return "";
-    }
-
-    std::string Diagnostics() const { return daemon_.Log() + sanlock_.OutputTail(); }
-    SanlockDaemon &sanlock() { return sanlock_; }
-    DaemonHarness &daemon() { return daemon_; }
-
-private:
-    uint32_t host_id_;
-    SanlockDaemon sanlock_;
-    TempDir dir_;
-    DaemonHarness daemon_{dir_.path()};
-    ::testing::AssertionResult started_ = ::testing::AssertionFailure();
-    GDBusConnection *conn_ = nullptr;
-};
+    return "";
+}
 
 class FencingTest : public ::testing::Test {
 protected:
@@ -213,71 +105,33 @@ protected:
     /* Starts hosts 1..3; `host1_env` goes to host 1's sdmd only. */
     void StartHosts(const std::vector<std::string> &host1_env)
     {
-        for (uint32_t id = 1; id <= 3; id++) {
-            try {
-                hosts_.push_back(
-                    std::make_unique<Host>(id, id == 1 ? host1_env : std::vector<std::string>{}));
-            } catch (const std::exception &e) {
-                FAIL() << "cannot start host " << id << ": " << e.what();
-            }
-            ASSERT_TRUE(hosts_.back()->Ready());
-        }
+        cluster_ = std::make_unique<SimCluster>(3, root_);
+        ASSERT_TRUE(cluster_->StartSdmds({"", {}, host1_env}));
     }
 
-    Host &host(int id) { return *hosts_.at(static_cast<size_t>(id - 1)); }
+    SimHost &host(int id) { return cluster_->host(static_cast<uint32_t>(id)); }
+    const std::string &uuid() const { return cluster_->uuid(); }
 
-    /* Host 2 formats the domain with io_timeout 1; host 1 attaches it through faultfs,
-     * the others directly; all join. */
-    void FormatAndAttach()
+    bool Create(SimHost &h, const std::string &name)
     {
-        GVariantBuilder options;
-        g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
-        g_variant_builder_add(&options, "{sv}", "io_timeout", g_variant_new_uint32(1));
-        g_autoptr(GVariant) formatted =
-            host(2).Out("FormatDomain", g_variant_new("(s@a{sv})", root_.c_str(),
-                                                      g_variant_builder_end(&options)));
-        ASSERT_NE(formatted, nullptr);
-        uuid_ = Str(formatted, "uuid");
-        lockspace_ = Str(formatted, "lockspace");
-        for (int id = 1; id <= 3; id++) {
-            const std::string &path = id == 1 ? host1_root_ : root_;
-            g_autoptr(GVariant) attached =
-                host(id).Out("AttachDomain", g_variant_new("(s)", path.c_str()));
-            ASSERT_NE(attached, nullptr);
-            ASSERT_EQ(Str(attached, "uuid"), uuid_);
-        }
-        for (int id = 1; id <= 3; id++)
-            ASSERT_TRUE(host(id).WaitJoined(uuid_)) << host(id).Diagnostics();
+        return h.Job("CreateVolume", g_variant_new("(sst@a{sv})", uuid().c_str(), name.c_str(),
+                                                   4 * kMiB, NoOptions()))
+                   .state == "done";
     }
 
-    bool Create(Host &h, const std::string &name)
+    bool Delete(SimHost &h, const std::string &name)
     {
-        return h.Job("CreateVolume", g_variant_new("(sst@a{sv})", uuid_.c_str(), name.c_str(),
-                                                   4 * kMiB, NoOptions()));
-    }
-
-    bool Delete(Host &h, const std::string &name)
-    {
-        return h.Job("DeleteVolume", g_variant_new("(ss)", uuid_.c_str(), name.c_str()));
+        return h.Job("DeleteVolume", g_variant_new("(ss)", uuid().c_str(), name.c_str()))
+                   .state == "done";
     }
 
     /* CheckDomain on `h`: no problem, and `pending` transactions in progress. */
-    void ExpectConsistent(Host &h, uint32_t pending)
+    void ExpectConsistent(SimHost &h, uint32_t pending)
     {
-        g_autoptr(GVariant) check = h.Out("CheckDomain", g_variant_new("(s)", uuid_.c_str()));
-        ASSERT_NE(check, nullptr);
-        g_autoptr(GVariant) problems =
-            g_variant_lookup_value(check, "problems", G_VARIANT_TYPE_STRING_ARRAY);
-        ASSERT_NE(problems, nullptr);
-        std::string all;
-        for (size_t i = 0; i < g_variant_n_children(problems); i++) {
-            g_autoptr(GVariant) p = g_variant_get_child_value(problems, i);
-            all += std::string(g_variant_get_string(p, nullptr)) + "\n";
-        }
-        EXPECT_EQ(all, "");
-        g_autoptr(GVariant) found = g_variant_lookup_value(check, "pending", nullptr);
-        ASSERT_NE(found, nullptr);
-        EXPECT_EQ(g_variant_get_uint32(found), pending);
+        std::vector<std::string> expected;
+        if (pending != 0)
+            expected.push_back(std::to_string(pending) + " transactions pending");
+        EXPECT_EQ(cluster_->CheckProblems(h), expected) << "host " << h.id();
     }
 
     /* Hosts 2 and 3 each create a volume and delete another: `round` names them. */
@@ -292,12 +146,25 @@ protected:
         }
     }
 
+    /* Host 3 lists "source" and what OthersWork kept, and nothing else; hosts 2 and 3
+     * find the domain consistent. */
+    void ExpectOthersIntact()
+    {
+        std::vector<std::string> expected = kept_;
+        expected.push_back("source");
+        std::sort(expected.begin(), expected.end());
+        EXPECT_EQ(cluster_->VolumeNames(host(3)), expected);
+        for (int id = 2; id <= 3; id++)
+            ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(id), 0));
+    }
+
     /* Three hosts (`host1_env` for host 1's sdmd), the domain, a volume "source" from
      * host 1 and a round of work from the others. */
     void StartShared(const std::vector<std::string> &host1_env = {})
     {
         ASSERT_NO_FATAL_FAILURE(StartHosts(host1_env));
-        ASSERT_NO_FATAL_FAILURE(FormatAndAttach());
+        /* Host 2 formats the domain; host 1 attaches it through faultfs. */
+        ASSERT_TRUE(cluster_->FormatAndAttach(2, {{1, host1_root_}}));
         ASSERT_TRUE(Create(host(1), "source")) << "host 1 works through faultfs";
         ASSERT_NO_FATAL_FAILURE(OthersWork(0));
     }
@@ -323,17 +190,8 @@ protected:
         ASSERT_EQ(chmod(stuck.c_str(), 0755), 0);
         ASSERT_NO_FATAL_FAILURE(StartShared({"SDM_QEMU_IMG=" + stuck}));
 
-        GVariantBuilder qcow2;
-        g_variant_builder_init(&qcow2, G_VARIANT_TYPE_VARDICT);
-        g_variant_builder_add(&qcow2, "{sv}", "format", g_variant_new_string("qcow2"));
-        std::string id = host(1).Submit(
-            "CloneVolume", g_variant_new("(sss@a{sv})", uuid_.c_str(), "source", "victim",
-                                         g_variant_builder_end(&qcow2)));
-        ASSERT_FALSE(id.empty());
-        ASSERT_TRUE(SpinUntil([&] {
-            g_autoptr(GVariant) job = host(1).Out("GetJob", g_variant_new("(s)", id.c_str()));
-            return Str(job, "step") == "clone.copy";
-        })) << host(1).Diagnostics();
+        JobOutcome clone;
+        ASSERT_TRUE(cluster_->CloneUntilCopying(host(1), "source", "victim", &clone));
         /* The step is announced before qemu-img starts. */
         ASSERT_TRUE(SpinUntil([&] { return !ReadFile(stuck_pid).empty(); }));
         copier_ = std::atoi(ReadFile(stuck_pid).c_str());
@@ -341,24 +199,15 @@ protected:
         ASSERT_GT(*sdmd, 0) << "cannot find host 1's sdmd";
     }
 
-    /* GetDomain's lockspace_state on `h` (this host's standing in the lockspace). */
-    std::string LockspaceState(Host &h)
-    {
-        g_autoptr(GVariant) domain = h.Out("GetDomain", g_variant_new("(s)", uuid_.c_str()));
-        return Str(domain, "lockspace_state");
-    }
-
     TempDir tmp_;
     std::string root_;       /* the domain, as hosts 2 and 3 see it */
     std::string view_;       /* the shared storage through faultfs */
     std::string host1_root_; /* the domain, as host 1 sees it */
-    std::string uuid_;
-    std::string lockspace_;
     std::vector<std::string> kept_;
     pid_t copier_ = -1;
     /* Destroyed after the hosts: their sanlock daemons hold copies of the mount. */
     std::unique_ptr<FaultFs> fs_;
-    std::vector<std::unique_ptr<Host>> hosts_;
+    std::unique_ptr<SimCluster> cluster_;
 };
 
 /* Host 1 is idle (it holds no lease) when its lockspace file fails: sanlock gives the
@@ -376,14 +225,14 @@ TEST_F(FencingTest, IdleHostThatLosesItsLockspaceRefusesWork)
     ASSERT_TRUE(SpinUntil(
         [&] {
             std::string log = host(1).daemon().Log();
-            return log.find("this host lost lockspace " + lockspace_) != std::string::npos ||
-                   Ended(sdmd);
+            std::string lost = "this host lost lockspace " + cluster_->lockspace();
+            return log.find(lost) != std::string::npos || Ended(sdmd);
         },
         std::chrono::seconds(120)))
         << host(1).Diagnostics();
     ASSERT_FALSE(Ended(sdmd)) << "sanlock ended an sdmd that held no lease\n"
                               << host(1).Diagnostics();
-    EXPECT_EQ(LockspaceState(host(1)), "lost");
+    EXPECT_EQ(cluster_->LockspaceState(host(1)), "lost");
     std::string log = host(1).daemon().Log();
     EXPECT_NE(log.find("has not been renewed"), std::string::npos) << log;
     std::string sanlock_log = host(1).sanlock().OutputTail(1 << 20);
@@ -392,15 +241,14 @@ TEST_F(FencingTest, IdleHostThatLosesItsLockspaceRefusesWork)
         << sanlock_log;
     EXPECT_GT(fs_->Rules()["lose-ids"].hits, 0u);
 
-    std::string refused = host(1).Submit(
+    JobOutcome refused = host(1).Submit(
         "CreateVolume",
-        g_variant_new("(sst@a{sv})", uuid_.c_str(), "after-loss", 4 * kMiB, NoOptions()));
-    if (!refused.empty()) {
-        g_autoptr(GVariant) job =
-            host(1).Out("WaitJob", g_variant_new("(su)", refused.c_str(), 120000u));
-        EXPECT_EQ(Str(job, "state"), "failed");
-        EXPECT_NE(Str(job, "error_message").find("lost lockspace"), std::string::npos)
-            << Str(job, "error_message");
+        g_variant_new("(sst@a{sv})", uuid().c_str(), "after-loss", 4 * kMiB, NoOptions()));
+    if (refused.submitted) {
+        JobOutcome job = host(1).Wait(refused);
+        EXPECT_EQ(job.state, "failed");
+        EXPECT_NE(job.error_message.find("lost lockspace"), std::string::npos)
+            << job.error_message;
     }
 
     /* A stop now is sanlock's kind: at once, touching nothing. */
@@ -408,12 +256,7 @@ TEST_F(FencingTest, IdleHostThatLosesItsLockspaceRefusesWork)
 
     /* Nothing of host 1's stands in the others' way. */
     ASSERT_NO_FATAL_FAILURE(OthersWork(1));
-    std::vector<std::string> expected = kept_;
-    expected.push_back("source");
-    std::sort(expected.begin(), expected.end());
-    EXPECT_EQ(host(3).VolumeNames(uuid_), expected);
-    for (int id = 2; id <= 3; id++)
-        ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(id), 0));
+    ExpectOthersIntact();
 }
 
 /* Host 1's copy is stuck on storage that does not answer, and then its lockspace file
@@ -454,34 +297,28 @@ TEST_F(FencingTest, HostStuckOnStorageIsFenced)
      * lease stands: host 1 might still be writing, as far as they know. */
     EXPECT_TRUE(SpinUntil(
         [&] {
-            std::string state = host(2).HostState(uuid_, 1);
+            std::string state = HostState(host(2), uuid(), 1);
             return state == "FAIL" || state == "DEAD";
         },
         std::chrono::seconds(120)))
-        << "host 2 sees host 1's host lease renewed: " << host(2).HostState(uuid_, 1);
-    const char *d = uuid_.c_str();
-    g_autoptr(GVariant) kept = host(2).Out("CollectGarbage", g_variant_new("(sb)", d, FALSE));
-    ASSERT_NE(kept, nullptr);
-    EXPECT_EQ(U32(kept, "collected"), 0u) << "collected while host 1's host lease stands";
-    EXPECT_GE(U32(kept, "live"), 1u) << "host 1's half-made clone is gone";
+        << "host 2 sees host 1's host lease renewed: " << HostState(host(2), uuid(), 1);
+    SweepReport kept = cluster_->Sweep(host(2));
+    ASSERT_TRUE(kept.ok) << kept.error;
+    EXPECT_EQ(kept.collected, 0u) << "collected while host 1's host lease stands";
+    EXPECT_GE(kept.live, 1u) << "host 1's half-made clone is gone";
 
     /* The administrator frees host 1's id (it is fenced); host 1's leases are free at
      * once (before, a metadata operation on another host waits for the domain lease until
      * host 1's host lease expires), and the others go on. */
-    EXPECT_EQ(ReleaseHostId(lockspace_, 1, root_ + "/" + layout::kIds), "");
+    EXPECT_EQ(ReleaseHostId(cluster_->lockspace(), 1, cluster_->ids_path()), "");
     ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(3), 1)) << "host 1's clone is pending";
     ASSERT_NO_FATAL_FAILURE(OthersWork(1));
-    g_autoptr(GVariant) swept = host(2).Out("CollectGarbage", g_variant_new("(sb)", d, FALSE));
-    ASSERT_NE(swept, nullptr);
-    EXPECT_GE(U32(swept, "collected"), 1u) << host(2).Diagnostics();
-    EXPECT_EQ(U32(swept, "errors"), 0u);
+    SweepReport swept = cluster_->Sweep(host(2));
+    ASSERT_TRUE(swept.ok) << swept.error;
+    EXPECT_GE(swept.collected, 1u) << host(2).Diagnostics();
+    EXPECT_EQ(swept.errors, 0u);
 
-    std::vector<std::string> expected = kept_;
-    expected.push_back("source");
-    std::sort(expected.begin(), expected.end());
-    EXPECT_EQ(host(3).VolumeNames(uuid_), expected);
-    for (int id = 2; id <= 3; id++)
-        ASSERT_NO_FATAL_FAILURE(ExpectConsistent(host(id), 0));
+    ExpectOthersIntact();
 }
 
 }  // namespace

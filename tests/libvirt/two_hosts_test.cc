@@ -2,9 +2,8 @@
  * does shows on the other without a manual refresh. The sanlock side of several hosts is
  * proven in tests/integration; here both sdmd use local leases (one machine), which is
  * enough for the libvirt layer. */
-#include <sys/stat.h>
-
 #include <chrono>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -26,48 +25,26 @@ protected:
         domain_ = tmp_.Sub("domain");
         for (int id = 1; id <= 2; id++) {
             std::string dir = tmp_.Sub("host" + std::to_string(id));
-            ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-            ASSERT_EQ(mkdir((dir + "/sdmd").c_str(), 0700), 0);
-            ASSERT_EQ(mkdir((dir + "/libvirt").c_str(), 0700), 0);
-            Host host;
-            host.sdmd = std::make_unique<DaemonHarness>(dir + "/sdmd");
-            ASSERT_TRUE(host.sdmd->Start("lease_backend=local\nhost_id=" + std::to_string(id)));
-            host.libvirt = std::make_unique<LibvirtHarness>(dir + "/libvirt");
-            ASSERT_TRUE(host.libvirt->Start());
+            hosts_.emplace_back();
+            Host &host = hosts_.back();
+            ASSERT_TRUE(StartSdmdAndLibvirtd(dir, "lease_backend=local\nhost_id=" +
+                                                      std::to_string(id),
+                                             &host.sdmd, &host.libvirt));
             WriteFile(dir + "/pool.xml", DomainPoolXml("shared", domain_, host.sdmd->socket()));
-            host.libvirt->VirshOk({"pool-define", dir + "/pool.xml"});
-            host.libvirt->VirshOk({"pool-build", "shared"}); /* host 2: already a domain */
-            host.libvirt->VirshOk({"pool-start", "shared"});
-            hosts_.push_back(std::move(host));
+            /* pool-build on host 2 finds a domain already: nothing to do. */
+            DefineBuildStartPool(*host.libvirt, "shared", dir + "/pool.xml");
         }
     }
 
     void TearDown() override
     {
-        for (auto &host : hosts_) {
-            if (::testing::Test::HasFailure())
-                std::cerr << "--- libvirtd log ---\n" << host.libvirt->Log();
-            host.libvirt.reset();
-            EXPECT_EQ(host.sdmd->Stop(), 0);
-        }
+        for (auto &host : hosts_)
+            StopSdmdAndLibvirtd(&host.sdmd, &host.libvirt);
     }
 
     std::set<std::string> Names(Host &host)
     {
-        std::set<std::string> names;
-        CommandResult r = host.libvirt->Virsh({"vol-list", "shared"});
-        size_t start = 0;
-        while (start < r.out.size()) {
-            size_t end = r.out.find('\n', start);
-            std::string line = r.out.substr(start, end - start);
-            size_t first = line.find_first_not_of(' ');
-            if (first != std::string::npos)
-                names.insert(line.substr(first, line.find(' ', first) - first));
-            if (end == std::string::npos)
-                break;
-            start = end + 1;
-        }
-        return names;
+        return VolListNames(host.libvirt->Virsh({"vol-list", "shared"}).out);
     }
 
     /* The pool's list on `host` becomes `expected` without any refresh command: the

@@ -17,100 +17,22 @@ namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 
-std::vector<std::string> Lines(const std::string &text)
-{
-    std::vector<std::string> lines;
-    size_t start = 0;
-    while (start < text.size()) {
-        size_t end = text.find('\n', start);
-        if (end == std::string::npos)
-            end = text.size();
-        std::string line = text.substr(start, end - start);
-        if (!line.empty())
-            lines.push_back(line);
-        start = end + 1;
-    }
-    return lines;
-}
-
 std::string Trim(const std::string &text)
 {
     size_t end = text.find_last_not_of(" \n");
     return end == std::string::npos ? "" : text.substr(0, end + 1);
 }
 
-class VirshTest : public ::testing::Test {
+class VirshTest : public LibvirtPoolsTest {
 protected:
-    void SetUp() override
-    {
-        domain_ = tmp_.Sub("domain");
-        stock_ = tmp_.Sub("stock");
-        ASSERT_EQ(mkdir(tmp_.Sub("sdmd").c_str(), 0700), 0);
-        ASSERT_EQ(mkdir(tmp_.Sub("libvirt").c_str(), 0700), 0);
-        sdmd_ = std::make_unique<DaemonHarness>(tmp_.Sub("sdmd"));
-        ASSERT_TRUE(sdmd_->Start("lease_backend=local"));
-        libvirt_ = std::make_unique<LibvirtHarness>(tmp_.Sub("libvirt"));
-        ASSERT_TRUE(libvirt_->Start());
-    }
-
-    void TearDown() override
-    {
-        if (::testing::Test::HasFailure()) {
-            std::cerr << "--- libvirtd log ---\n" << libvirt_->Log() << "--- sdmd log ---\n"
-                      << sdmd_->Log();
-        }
-        libvirt_.reset();
-        if (sdmd_->running()) {
-            EXPECT_EQ(sdmd_->Stop(), 0);
-        }
-    }
-
-    /* Defines, builds and starts both pools: "sd" (ours) and "stock". */
-    void DefinePools(const std::string &extra_attributes = "")
-    {
-        WriteFile(tmp_.Sub("sd.xml"),
-                  DomainPoolXml("sd", domain_, sdmd_->socket(), extra_attributes));
-        WriteFile(tmp_.Sub("stock.xml"), StockPoolXml("stock", stock_));
-        for (const char *pool : {"sd", "stock"}) {
-            libvirt_->VirshOk({"pool-define", tmp_.Sub(std::string(pool) + ".xml")});
-            libvirt_->VirshOk({"pool-build", pool});
-            libvirt_->VirshOk({"pool-start", pool});
-        }
-    }
-
     std::set<std::string> VolumeNames(const std::string &pool)
     {
-        std::set<std::string> names;
-        for (const auto &line : Lines(libvirt_->VirshOk({"vol-list", pool}))) {
-            size_t start = line.find_first_not_of(' ');
-            names.insert(line.substr(start, line.find(' ', start) - start));
-        }
-        return names;
+        return VolListNames(libvirt_->VirshOk({"vol-list", pool}));
     }
 
     std::string Path(const std::string &pool, const std::string &volume)
     {
         return Trim(libvirt_->VirshOk({"vol-path", volume, "--pool", pool}));
-    }
-
-    /* sdmd's consistency check of the domain: no problems, no pending transaction. */
-    void ExpectDomainConsistent()
-    {
-        GError *error = nullptr;
-        GDBusConnection *connection = sdmd_->Connect(&error);
-        ASSERT_NE(connection, nullptr) << error->message;
-        GVariant *reply = Call(connection, "CheckDomain", g_variant_new("(s)", domain_.c_str()),
-                               &error);
-        ASSERT_NE(reply, nullptr) << error->message;
-        GVariant *report = g_variant_get_child_value(reply, 0);
-        EXPECT_EQ(U32(report, "pending"), 0u);
-        GVariant *problems = g_variant_lookup_value(report, "problems", G_VARIANT_TYPE("as"));
-        ASSERT_NE(problems, nullptr);
-        EXPECT_EQ(g_variant_n_children(problems), 0u);
-        g_variant_unref(problems);
-        g_variant_unref(report);
-        g_variant_unref(reply);
-        g_object_unref(connection);
     }
 
     /* Runs the same virsh command against both pools: both must succeed. */
@@ -122,11 +44,6 @@ protected:
             libvirt_->VirshOk(args);
         }
     }
-
-    TempDir tmp_;
-    std::string domain_, stock_;
-    std::unique_ptr<DaemonHarness> sdmd_;
-    std::unique_ptr<LibvirtHarness> libvirt_;
 };
 
 TEST_F(VirshTest, EveryVolumeCommandOnOursAndOnStock)
@@ -239,9 +156,7 @@ TEST_F(VirshTest, LoaderForAnotherLibvirtBuildIsRefusedAndStockWorks)
         << libvirt_->Log();
     EXPECT_NE(libvirt_->Log().find("build-id"), std::string::npos) << "says which check failed";
     WriteFile(tmp_.Sub("stock.xml"), StockPoolXml("stock", stock_));
-    libvirt_->VirshOk({"pool-define", tmp_.Sub("stock.xml")});
-    libvirt_->VirshOk({"pool-build", "stock"});
-    libvirt_->VirshOk({"pool-start", "stock"});
+    DefineBuildStartPool(*libvirt_, "stock", tmp_.Sub("stock.xml"));
     libvirt_->VirshOk({"vol-create-as", "stock", "v", "16M"});
     EXPECT_TRUE(Exists(stock_ + "/v"));
 }

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "sdm/types.h"
-#include "tests/reliability/sim_cluster.h"
+#include "tests/support/sim_cluster.h"
 
 namespace sdm::testing {
 namespace {

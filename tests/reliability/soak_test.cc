@@ -36,7 +36,7 @@
 
 #include "backend/engine/crashpoint.h"
 #include "sdm/types.h"
-#include "tests/reliability/sim_cluster.h"
+#include "tests/support/sim_cluster.h"
 
 namespace sdm::testing {
 namespace {

@@ -1,9 +1,11 @@
 /* Implementation of the simulated cluster; see sim_cluster.h. */
-#include "tests/reliability/sim_cluster.h"
+#include "tests/support/sim_cluster.h"
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 
@@ -15,6 +17,8 @@ namespace {
 
 /* A WaitJob call may take its whole timeout; the D-Bus call must outlast it. */
 constexpr int kCallSlackMs = 30000;
+/* How long SimHost::Wait waits for a job. */
+constexpr uint32_t kJobWaitMs = 120000;
 constexpr auto kJoinLimit = std::chrono::seconds(60);
 /* sdmd logs at debug level: a failure message shows the end of each log. */
 constexpr size_t kLogTail = 24000;
@@ -116,13 +120,14 @@ void SimHost::CloseConnection()
     conn_ = nullptr;
 }
 
-::testing::AssertionResult SimHost::StartSdmd(const std::vector<std::string> &env)
+::testing::AssertionResult SimHost::StartSdmd(const std::vector<std::string> &env,
+                                             const std::string &config)
 {
     CloseConnection();
     std::vector<std::string> environment = env;
     environment.emplace_back("SDM_LOCKDEP=1");
     auto started = daemon_.Start("lease_backend=sanlock\nhost_id=" + std::to_string(id_) +
-                                     "\nsanlock_run_dir=" + sanlock_.run_dir() + "\n",
+                                     "\nsanlock_run_dir=" + sanlock_.run_dir() + "\n" + config,
                                  environment);
     if (!started)
         return started;
@@ -156,13 +161,17 @@ void SimHost::RestartSanlock()
     sanlock_.Restart();
 }
 
-::testing::AssertionResult SimHost::Attach(const std::string &root)
+::testing::AssertionResult SimHost::Attach(const std::string &root, const std::string &uuid)
 {
     std::string error;
     g_autoptr(GVariant) attached =
         Out("AttachDomain", g_variant_new("(s)", root.c_str()), &error);
     if (!attached)
         return ::testing::AssertionFailure() << "host " << id_ << ": attach: " << error;
+    if (!uuid.empty() && Str(attached, "uuid") != uuid)
+        return ::testing::AssertionFailure() << "host " << id_ << " attached domain "
+                                             << Str(attached, "uuid") << " at " << root
+                                             << ", not " << uuid;
     return ::testing::AssertionSuccess();
 }
 
@@ -200,6 +209,56 @@ GVariant *SimHost::Out(const char *method, GVariant *args, std::string *error)
                                            : g_variant_new_boolean(TRUE);
 }
 
+GVariant *SimHost::OutOk(const char *method, GVariant *args)
+{
+    std::string error;
+    GVariant *out = Out(method, args, &error);
+    EXPECT_NE(out, nullptr) << "host " << id_ << ": " << method << ": " << error << "\n"
+                            << Diagnostics();
+    return out;
+}
+
+JobOutcome SimHost::Submit(const char *method, GVariant *args)
+{
+    if (!conn_) {
+        g_variant_unref(g_variant_ref_sink(args));
+        ADD_FAILURE() << "host " << id_ << ": " << method << ": sdmd is down";
+        return {};
+    }
+    JobOutcome submitted = SubmitJob(conn_, method, args);
+    EXPECT_TRUE(submitted.submitted) << "host " << id_ << ": " << method << ": "
+                                     << submitted.error_message << "\n" << Diagnostics();
+    return submitted;
+}
+
+JobOutcome SimHost::Wait(JobOutcome submitted)
+{
+    if (!submitted.submitted)
+        return submitted;
+    if (!conn_) {
+        ADD_FAILURE() << "host " << id_ << ": sdmd went down before job " << submitted.id
+                      << " ended";
+        return submitted;
+    }
+    return WaitForJob(conn_, std::move(submitted), kJobWaitMs);
+}
+
+JobOutcome SimHost::Job(const char *method, GVariant *args)
+{
+    JobOutcome job = Wait(Submit(method, args));
+    if (job.submitted) {
+        EXPECT_EQ(job.state, "done") << "host " << id_ << ": " << method << ": "
+                                     << job.error_message;
+    }
+    return job;
+}
+
+std::string SimHost::Step(const std::string &job_id)
+{
+    g_autoptr(GVariant) job = OutOk("GetJob", g_variant_new("(s)", job_id.c_str()));
+    return job ? Str(job, "step") : "";
+}
+
 GDBusConnection *SimHost::NewConnection() const
 {
     g_autoptr(GError) error = nullptr;
@@ -215,11 +274,11 @@ std::string SimHost::Diagnostics() const
            std::to_string(id_) + " ---\n" + sanlock_.OutputTail();
 }
 
-SimCluster::SimCluster(int count)
+SimCluster::SimCluster(int count, std::string root)
+    : root_(root.empty() ? tmp_.Sub("domain") : std::move(root))
 {
     for (int id = 1; id <= count; id++)
         hosts_.push_back(std::make_unique<SimHost>(id));
-    root_ = tmp_.Sub("domain");
 }
 
 std::string SimCluster::ids_path() const
@@ -229,28 +288,48 @@ std::string SimCluster::ids_path() const
 
 ::testing::AssertionResult SimCluster::Start()
 {
-    if (mkdir(root_.c_str(), 0755) != 0)
-        return ::testing::AssertionFailure() << "mkdir " << root_;
+    auto started = StartSdmds();
+    if (!started)
+        return started;
+    return FormatAndAttach();
+}
+
+::testing::AssertionResult SimCluster::StartSdmds(const SdmdSetup &setup)
+{
     for (auto &h : hosts_) {
-        auto started = h->StartSdmd();
+        std::vector<std::string> env = setup.env;
+        if (h->id() == 1)
+            env.insert(env.end(), setup.host1_env.begin(), setup.host1_env.end());
+        auto started = h->StartSdmd(env, setup.config);
         if (!started)
             return started;
     }
+    return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult SimCluster::FormatAndAttach(uint32_t formatter,
+                                                       const std::map<uint32_t, std::string> &views)
+{
+    if (mkdir(root_.c_str(), 0755) != 0 && errno != EEXIST)
+        return ::testing::AssertionFailure() << "mkdir " << root_ << ": " << strerror(errno);
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     g_variant_builder_add(&options, "{sv}", "io_timeout", g_variant_new_uint32(1));
     std::string error;
     g_autoptr(GVariant) formatted =
-        host(1).Out("FormatDomain",
-                    g_variant_new("(s@a{sv})", root_.c_str(), g_variant_builder_end(&options)),
-                    &error);
+        host(formatter).Out("FormatDomain",
+                            g_variant_new("(s@a{sv})", root_.c_str(),
+                                          g_variant_builder_end(&options)),
+                            &error);
     if (!formatted)
         return ::testing::AssertionFailure() << "format: " << error;
     uuid_ = Str(formatted, "uuid");
     lockspace_ = Str(formatted, "lockspace");
+    alignment_ = U64(formatted, "alignment");
     /* All attach first: the joins then run side by side. */
     for (auto &h : hosts_) {
-        auto attached = h->Attach(root_);
+        auto view = views.find(h->id());
+        auto attached = h->Attach(view == views.end() ? root_ : view->second, uuid_);
         if (!attached)
             return attached;
     }
@@ -311,6 +390,23 @@ bool SimCluster::List(SimHost &h, std::map<std::string, ListedVolume> *volumes,
     return true;
 }
 
+std::vector<std::string> SimCluster::VolumeNames(SimHost &h)
+{
+    std::map<std::string, ListedVolume> volumes;
+    std::string error;
+    EXPECT_TRUE(List(h, &volumes, &error)) << "host " << h.id() << ": " << error;
+    std::vector<std::string> names;
+    for (const auto &[name, volume] : volumes)
+        names.push_back(name);
+    return names;
+}
+
+std::string SimCluster::LockspaceState(SimHost &h)
+{
+    g_autoptr(GVariant) domain = h.OutOk("GetDomain", g_variant_new("(s)", uuid_.c_str()));
+    return domain ? Str(domain, "lockspace_state") : "";
+}
+
 std::vector<std::string> SimCluster::CheckProblems(SimHost &h)
 {
     std::string error;
@@ -320,6 +416,8 @@ std::vector<std::string> SimCluster::CheckProblems(SimHost &h)
     std::vector<std::string> problems;
     g_autoptr(GVariant) list =
         g_variant_lookup_value(check, "problems", G_VARIANT_TYPE_STRING_ARRAY);
+    if (!list)
+        problems.emplace_back("CheckDomain's report has no problems list");
     for (size_t i = 0; list && i < g_variant_n_children(list); i++) {
         g_autoptr(GVariant) p = g_variant_get_child_value(list, i);
         problems.emplace_back(g_variant_get_string(p, nullptr));
@@ -343,6 +441,23 @@ SweepReport SimCluster::Sweep(SimHost &h)
     report.live = U32(swept, "live");
     report.errors = U32(swept, "errors");
     return report;
+}
+
+::testing::AssertionResult SimCluster::CloneUntilCopying(SimHost &h, const std::string &source,
+                                                        const std::string &name,
+                                                        JobOutcome *clone)
+{
+    GVariantBuilder qcow2;
+    g_variant_builder_init(&qcow2, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&qcow2, "{sv}", "format", g_variant_new_string("qcow2"));
+    *clone = h.Submit("CloneVolume", g_variant_new("(sss@a{sv})", uuid_.c_str(), source.c_str(),
+                                                   name.c_str(), g_variant_builder_end(&qcow2)));
+    if (!clone->submitted)
+        return ::testing::AssertionFailure() << "host " << h.id() << " refused the clone";
+    if (!SpinUntil([&] { return h.Step(clone->id) == "clone.copy"; }))
+        return ::testing::AssertionFailure() << "the clone on host " << h.id()
+                                             << " did not reach its copy\n" << h.Diagnostics();
+    return ::testing::AssertionSuccess();
 }
 
 std::vector<std::string> SimCluster::SharedSlots(const std::map<std::string, ListedVolume> &v)
