@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/engine/i18n.h"
+#include "backend/engine/layout.h"
 
 namespace sdm::dbus {
 
@@ -43,6 +44,31 @@ int64_t UnixSeconds(std::chrono::system_clock::time_point time)
 std::chrono::system_clock::time_point FromUnixSeconds(int64_t seconds)
 {
     return std::chrono::system_clock::time_point(std::chrono::seconds(seconds));
+}
+
+Status NoCapacity()
+{
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         _("capacity must be greater than 0 bytes (a new qcow2 layer may give "
+                           "0 together with a backing volume to take its size)"));
+}
+
+/* A uuid or image from PlanVolume, checked before a job starts. */
+Status CheckPlanned(const std::string &uuid, const std::string &image)
+{
+    for (const std::string *id : {&uuid, &image})
+        if (!id->empty() && !layout::IsUuid(*id))
+            return Status::Error(ErrorCode::kInvalidArgument,
+                                 Printf(_("'%s' is not a planned volume identity (a lowercase "
+                                          "UUID); call PlanVolume or leave uuid and image out"),
+                                        id->c_str()));
+    return Status::Ok();
+}
+
+Status UnknownFormat(const char *what, const std::string &text)
+{
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         Printf(_("unknown %s '%s'; use raw or qcow2"), what, text.c_str()));
 }
 
 }  // namespace
@@ -208,10 +234,10 @@ Status CheckOptions(GVariant *options, const OptionSpec &spec, const char *metho
     };
     GVariantIter iter;
     const char *key;
-    GVariant *value;
+    GVariant *next;
     g_variant_iter_init(&iter, options);
-    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
-        g_autoptr(GVariant) owned = value;
+    while (g_variant_iter_next(&iter, "{&sv}", &key, &next)) {
+        g_autoptr(GVariant) value = next;
         const std::string *type = nullptr;
         for (const auto &[name, name_type] : spec) {
             if (name == key)
@@ -228,6 +254,157 @@ Status CheckOptions(GVariant *options, const OptionSpec &spec, const char *metho
                                      g_variant_get_type_string(value) + "'");
     }
     return Status::Ok();
+}
+
+/* --- method arguments --- */
+
+Status CheckAbsolutePath(const char *path, const char *what)
+{
+    if (path[0] == '/')
+        return Status::Ok();
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         Printf(_("%s '%s' is not an absolute path; sdmd does not share the "
+                                  "caller's working directory, give the full path"),
+                                what, path));
+}
+
+Result<FormatParams> DecodeFormatDomain(const char *path, GVariant *options)
+{
+    SDM_RETURN_IF_ERROR(CheckOptions(
+        options, {{"io_timeout", "u"}, {"sector_size", "u"}, {"alignment", "t"}},
+        "FormatDomain"));
+    SDM_RETURN_IF_ERROR(CheckAbsolutePath(path, _("domain path")));
+    /* The types are checked: a key that is there reads as its value. */
+    FormatParams params;
+    g_variant_lookup(options, "io_timeout", "u", &params.io_timeout);
+    g_variant_lookup(options, "sector_size", "u", &params.sector_size);
+    guint64 alignment = params.alignment;
+    g_variant_lookup(options, "alignment", "t", &alignment);
+    params.alignment = alignment;
+    return params;
+}
+
+Result<CreateParams> DecodeCreateVolume(const char *name, uint64_t capacity, GVariant *options)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    SDM_RETURN_IF_ERROR(CheckOptions(options,
+                                     {{"format", "s"}, {"prealloc", "s"}, {"backing", "s"},
+                                      {"uuid", "s"}, {"image", "s"}},
+                                     "CreateVolume"));
+    DictReader reader(options);
+    CreateParams params;
+    params.name = name;
+    params.capacity = capacity;
+    params.backing = reader.Str("backing");
+    params.uuid = reader.Str("uuid");
+    params.image = reader.Str("image");
+    if (std::string format = reader.Str("format"); !format.empty()) {
+        auto parsed = ParseVolumeFormat(format);
+        if (!parsed)
+            return UnknownFormat("format", format);
+        params.format = *parsed;
+    }
+    if (std::string prealloc = reader.Str("prealloc"); !prealloc.empty()) {
+        auto parsed = ParsePreallocation(prealloc);
+        if (!parsed)
+            return Status::Error(ErrorCode::kInvalidArgument,
+                                 Printf(_("unknown preallocation '%s'; use sparse, full or "
+                                          "metadata"),
+                                        prealloc.c_str()));
+        params.prealloc = *parsed;
+    }
+    if (!params.backing.empty())
+        SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(params.backing));
+    SDM_RETURN_IF_ERROR(CheckPlanned(params.uuid, params.image));
+    if (capacity == 0 && params.backing.empty())
+        return NoCapacity();
+    return params;
+}
+
+Result<CloneParams> DecodeCloneVolume(const char *source, const char *name, GVariant *options)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(source));
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    SDM_RETURN_IF_ERROR(CheckOptions(options, {{"format", "s"}, {"uuid", "s"}, {"image", "s"}},
+                                     "CloneVolume"));
+    DictReader reader(options);
+    CloneParams params;
+    params.source = source;
+    params.name = name;
+    params.uuid = reader.Str("uuid");
+    params.image = reader.Str("image");
+    SDM_RETURN_IF_ERROR(CheckPlanned(params.uuid, params.image));
+    if (std::string format = reader.Str("format"); !format.empty()) {
+        params.format = ParseVolumeFormat(format);
+        if (!params.format)
+            return UnknownFormat("format", format);
+    }
+    return params;
+}
+
+Status DecodeResizeVolume(const char *name, uint64_t capacity)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    return capacity == 0 ? NoCapacity() : Status::Ok();
+}
+
+Result<CreateParams> DecodePlanVolume(const char *name, GVariant *options)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    SDM_RETURN_IF_ERROR(CheckOptions(options, {{"backing", "s"}}, "PlanVolume"));
+    CreateParams params;
+    params.name = name;
+    params.backing = DictReader(options).Str("backing");
+    if (!params.backing.empty())
+        SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(params.backing));
+    return params;
+}
+
+Status DecodeDataTransfer(const char *name, GVariant *options, const char *method)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    return CheckOptions(options, {}, method);
+}
+
+Status DecodeWipeVolume(const char *name, GVariant *options)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    SDM_RETURN_IF_ERROR(CheckOptions(options, {{"algorithm", "s"}}, "WipeVolume"));
+    std::string algorithm = DictReader(options).Str("algorithm");
+    if (!algorithm.empty() && algorithm != "zero")
+        return Status::Error(ErrorCode::kUnsupported,
+                             Printf(_("wipe algorithm '%s' is not supported; a storage "
+                                      "domain wipes with zeros only (algorithm zero)"),
+                                    algorithm.c_str()));
+    return Status::Ok();
+}
+
+Result<ImportParams> DecodeImportVolume(const char *name, GVariant *options)
+{
+    SDM_RETURN_IF_ERROR(layout::ValidateVolumeName(name));
+    SDM_RETURN_IF_ERROR(CheckOptions(options,
+                                     {{"source_format", "s"}, {"format", "s"}, {"capacity", "t"},
+                                      {"uuid", "s"}, {"image", "s"}},
+                                     "ImportVolume"));
+    DictReader reader(options);
+    ImportParams params;
+    params.name = name;
+    params.capacity = reader.U64("capacity");
+    params.uuid = reader.Str("uuid");
+    params.image = reader.Str("image");
+    if (std::string text = reader.Str("source_format"); !text.empty()) {
+        auto parsed = ParseVolumeFormat(text);
+        if (!parsed)
+            return UnknownFormat("source_format", text);
+        params.source_format = *parsed;
+    }
+    if (std::string text = reader.Str("format"); !text.empty()) {
+        params.format = ParseVolumeFormat(text);
+        if (!params.format)
+            return UnknownFormat("format", text);
+    }
+    SDM_RETURN_IF_ERROR(CheckPlanned(params.uuid, params.image));
+    return params;
 }
 
 GVariant *DomainToDict(const DomainView &domain)

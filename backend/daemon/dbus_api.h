@@ -81,6 +81,26 @@ private:
 using OptionSpec = std::vector<std::pair<std::string, std::string>>;
 Status CheckOptions(GVariant *options, const OptionSpec &spec, const char *method);
 
+/* --- method arguments ---
+ * The checks of a method's arguments that need nothing but the arguments (neither the
+ * attached domains nor the message's file descriptors), and the engine parameters they
+ * make. sdmd runs them before anything else; tests/fuzz/dbus_fuzz.cc feeds them hostile
+ * messages. A bad argument is kInvalidArgument (an unknown wipe algorithm kUnsupported)
+ * with a message that names it and says what it must be. */
+Status CheckAbsolutePath(const char *path, const char *what);
+Result<FormatParams> DecodeFormatDomain(const char *path, GVariant *options);
+Result<CreateParams> DecodeCreateVolume(const char *name, uint64_t capacity,
+                                        GVariant *options);
+Result<CloneParams> DecodeCloneVolume(const char *source, const char *name,
+                                      GVariant *options);
+Status DecodeResizeVolume(const char *name, uint64_t capacity);
+Result<CreateParams> DecodePlanVolume(const char *name, GVariant *options);
+/* UploadVolume and DownloadVolume (`method`), which take no options yet. */
+Status DecodeDataTransfer(const char *name, GVariant *options, const char *method);
+Status DecodeWipeVolume(const char *name, GVariant *options);
+/* All but source_fd, which comes from the message's descriptors. */
+Result<ImportParams> DecodeImportVolume(const char *name, GVariant *options);
+
 /* A domain as the API shows it: the engine's info plus this host's view of it. */
 struct DomainView {
     DomainInfo info;

@@ -67,23 +67,6 @@ std::optional<std::string> RealPath(const std::string &path)
     return std::string(real);
 }
 
-Status RequireAbsolute(const char *path, const char *what)
-{
-    if (path[0] == '/')
-        return Status::Ok();
-    return Status::Error(ErrorCode::kInvalidArgument,
-                         Printf(_("%s '%s' is not an absolute path; sdmd does not share the "
-                                  "caller's working directory, give the full path"),
-                                what, path));
-}
-
-Status NoCapacity()
-{
-    return Status::Error(ErrorCode::kInvalidArgument,
-                         _("capacity must be greater than 0 bytes (a new qcow2 layer may give "
-                           "0 together with a backing volume to take its size)"));
-}
-
 void ReturnDict(GDBusMethodInvocation *invocation, GVariant *dict)
 {
     g_dbus_method_invocation_return_value(invocation, g_variant_new("(@a{sv})", dict));
@@ -967,24 +950,10 @@ void Service::GetStatus(GDBusMethodInvocation *invocation)
 void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
                            GVariant *options)
 {
-    Status status = dbus::CheckOptions(
-        options, {{"io_timeout", "u"}, {"sector_size", "u"}, {"alignment", "t"}},
-        "FormatDomain");
-    if (status.ok())
-        status = RequireAbsolute(path, _("domain path"));
-    if (!status.ok())
-        return dbus::ReturnError(invocation, status);
-    FormatParams params;
-    dbus::DictReader reader(options);
-    g_autoptr(GVariant) io_timeout = g_variant_lookup_value(options, "io_timeout", nullptr);
-    g_autoptr(GVariant) sector_size = g_variant_lookup_value(options, "sector_size", nullptr);
-    g_autoptr(GVariant) alignment = g_variant_lookup_value(options, "alignment", nullptr);
-    if (io_timeout)
-        params.io_timeout = reader.U32("io_timeout");
-    if (sector_size)
-        params.sector_size = reader.U32("sector_size");
-    if (alignment)
-        params.alignment = reader.U64("alignment");
+    auto decoded = dbus::DecodeFormatDomain(path, options);
+    if (!decoded.ok())
+        return dbus::ReturnError(invocation, decoded.status());
+    FormatParams params = *decoded;
 
     auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
     std::string where = path;
@@ -1015,7 +984,7 @@ void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
 
 void Service::AttachDomain(GDBusMethodInvocation *invocation, const char *path)
 {
-    Status status = RequireAbsolute(path, _("domain path"));
+    Status status = dbus::CheckAbsolutePath(path, _("domain path"));
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
     if (auto attached = Find(path); attached.ok())
@@ -1101,62 +1070,15 @@ void Service::GetDomain(GDBusMethodInvocation *invocation, const char *domain)
     ReturnDict(invocation, DomainDict(**entry));
 }
 
-/* A uuid or image from PlanVolume, checked before a job starts. */
-static Status CheckPlanned(const std::string &uuid, const std::string &image)
-{
-    for (const std::string *id : {&uuid, &image})
-        if (!id->empty() && !layout::IsUuid(*id))
-            return Status::Error(ErrorCode::kInvalidArgument,
-                                 Printf(_("'%s' is not a planned volume identity (a lowercase "
-                                          "UUID); call PlanVolume or leave uuid and image out"),
-                                        id->c_str()));
-    return Status::Ok();
-}
-
 void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain,
                            const char *name, guint64 capacity, GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok())
-        status = dbus::CheckOptions(options,
-                                    {{"format", "s"}, {"prealloc", "s"}, {"backing", "s"},
-                                     {"uuid", "s"}, {"image", "s"}},
-                                    "CreateVolume");
-    CreateParams params;
-    params.name = name;
-    params.capacity = capacity;
-    dbus::DictReader reader(options);
-    std::string format = reader.Str("format");
-    std::string prealloc = reader.Str("prealloc");
-    params.backing = reader.Str("backing");
-    params.uuid = reader.Str("uuid");
-    params.image = reader.Str("image");
-    if (status.ok() && !format.empty()) {
-        auto parsed = ParseVolumeFormat(format);
-        if (!parsed)
-            status = Status::Error(ErrorCode::kInvalidArgument,
-                                   Printf(_("unknown format '%s'; use raw or qcow2"),
-                                          format.c_str()));
-        params.format = parsed.value_or(VolumeFormat::kRaw);
-    }
-    if (status.ok() && !prealloc.empty()) {
-        auto parsed = ParsePreallocation(prealloc);
-        if (!parsed)
-            status = Status::Error(ErrorCode::kInvalidArgument,
-                                   Printf(_("unknown preallocation '%s'; use sparse, full or "
-                                            "metadata"),
-                                          prealloc.c_str()));
-        params.prealloc = parsed.value_or(Preallocation::kSparse);
-    }
-    if (status.ok() && !params.backing.empty())
-        status = layout::ValidateVolumeName(params.backing);
-    if (status.ok())
-        status = CheckPlanned(params.uuid, params.image);
-    if (status.ok() && capacity == 0 && params.backing.empty())
-        status = NoCapacity();
+    auto decoded = dbus::DecodeCreateVolume(name, capacity, options);
+    Status status = entry.ok() ? decoded.status() : entry.status();
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
+    CreateParams params = *decoded;
     std::string id = Submit("create", name, *entry,
                             [params](OpObserver &observer, JobRecord &record) {
                                 return KeepVolume(record.entry->With([&](Domain &d) {
@@ -1171,30 +1093,11 @@ void Service::CloneVolume(GDBusMethodInvocation *invocation, const char *domain,
                           const char *source, const char *name, GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(source) : entry.status();
-    if (status.ok())
-        status = layout::ValidateVolumeName(name);
-    if (status.ok())
-        status = dbus::CheckOptions(options, {{"format", "s"}, {"uuid", "s"}, {"image", "s"}},
-                                    "CloneVolume");
-    CloneParams params;
-    params.source = source;
-    params.name = name;
-    dbus::DictReader reader(options);
-    std::string format = reader.Str("format");
-    params.uuid = reader.Str("uuid");
-    params.image = reader.Str("image");
-    if (status.ok())
-        status = CheckPlanned(params.uuid, params.image);
-    if (status.ok() && !format.empty()) {
-        params.format = ParseVolumeFormat(format);
-        if (!params.format)
-            status = Status::Error(ErrorCode::kInvalidArgument,
-                                   Printf(_("unknown format '%s'; use raw or qcow2"),
-                                          format.c_str()));
-    }
+    auto decoded = dbus::DecodeCloneVolume(source, name, options);
+    Status status = entry.ok() ? decoded.status() : entry.status();
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
+    CloneParams params = *decoded;
     std::string id = Submit("clone", name, *entry,
                             [params](OpObserver &observer, JobRecord &record) {
                                 return KeepVolume(record.entry->With([&](Domain &d) {
@@ -1225,9 +1128,7 @@ void Service::ResizeVolume(GDBusMethodInvocation *invocation, const char *domain
                            const char *name, guint64 capacity)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok() && capacity == 0)
-        status = NoCapacity();
+    Status status = entry.ok() ? dbus::DecodeResizeVolume(name, capacity) : entry.status();
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
     std::string volume = name;
@@ -1245,16 +1146,11 @@ void Service::PlanVolume(GDBusMethodInvocation *invocation, const char *domain,
                          const char *name, GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok())
-        status = dbus::CheckOptions(options, {{"backing", "s"}}, "PlanVolume");
-    CreateParams params;
-    params.name = name;
-    params.backing = dbus::DictReader(options).Str("backing");
-    if (status.ok() && !params.backing.empty())
-        status = layout::ValidateVolumeName(params.backing);
+    auto decoded = dbus::DecodePlanVolume(name, options);
+    Status status = entry.ok() ? decoded.status() : entry.status();
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
+    CreateParams params = *decoded;
     auto planned = std::make_shared<std::optional<Result<VolumeInfo>>>();
     OffMainLoop([planned, target = *entry, params] {
                     *planned = target->With([&](Domain &d) { return d.PlanVolume(params); });
@@ -1498,14 +1394,9 @@ static Status ConfirmEnd(int control, OpObserver *observer)
     }
 }
 
-static Status NoDataOptions(GVariant *options, const char *method)
-{
-    return dbus::CheckOptions(options, {}, method);
-}
-
 void Service::RemoveDomain(GDBusMethodInvocation *invocation, const char *path)
 {
-    Status status = RequireAbsolute(path, _("domain path"));
+    Status status = dbus::CheckAbsolutePath(path, _("domain path"));
     if (status.ok()) {
         if (auto attached = Find(path); attached.ok())
             status = Status::Error(ErrorCode::kBusy,
@@ -1569,9 +1460,8 @@ void Service::UploadVolume(GDBusMethodInvocation *invocation, const char *domain
                            GVariant *control, GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok())
-        status = NoDataOptions(options, "UploadVolume");
+    Status status = entry.ok() ? dbus::DecodeDataTransfer(name, options, "UploadVolume")
+                               : entry.status();
     auto data_fd = TakeFd(invocation, data, "data");
     auto control_fd = TakeFd(invocation, control, "control");
     if (status.ok())
@@ -1602,9 +1492,8 @@ void Service::DownloadVolume(GDBusMethodInvocation *invocation, const char *doma
                              GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok())
-        status = NoDataOptions(options, "DownloadVolume");
+    Status status = entry.ok() ? dbus::DecodeDataTransfer(name, options, "DownloadVolume")
+                               : entry.status();
     auto data_fd = TakeFd(invocation, data, "data");
     if (status.ok())
         status = data_fd.status();
@@ -1629,15 +1518,7 @@ void Service::WipeVolume(GDBusMethodInvocation *invocation, const char *domain,
                          const char *name, GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok())
-        status = dbus::CheckOptions(options, {{"algorithm", "s"}}, "WipeVolume");
-    std::string algorithm = dbus::DictReader(options).Str("algorithm");
-    if (status.ok() && !algorithm.empty() && algorithm != "zero")
-        status = Status::Error(ErrorCode::kUnsupported,
-                               Printf(_("wipe algorithm '%s' is not supported; a storage "
-                                        "domain wipes with zeros only (algorithm zero)"),
-                                      algorithm.c_str()));
+    Status status = entry.ok() ? dbus::DecodeWipeVolume(name, options) : entry.status();
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
     std::string volume = name;
@@ -1655,41 +1536,15 @@ void Service::ImportVolume(GDBusMethodInvocation *invocation, const char *domain
                            const char *name, GVariant *source, GVariant *options)
 {
     auto entry = Find(domain);
-    Status status = entry.ok() ? layout::ValidateVolumeName(name) : entry.status();
-    if (status.ok())
-        status = dbus::CheckOptions(options,
-                                    {{"source_format", "s"}, {"format", "s"}, {"capacity", "t"},
-                                     {"uuid", "s"}, {"image", "s"}},
-                                    "ImportVolume");
-    dbus::DictReader reader(options);
-    ImportParams params;
-    params.name = name;
-    params.capacity = reader.U64("capacity");
-    params.uuid = reader.Str("uuid");
-    params.image = reader.Str("image");
-    for (const char *key : {"source_format", "format"}) {
-        std::string text = reader.Str(key);
-        if (!status.ok() || text.empty())
-            continue;
-        auto parsed = ParseVolumeFormat(text);
-        if (!parsed)
-            status = Status::Error(ErrorCode::kInvalidArgument,
-                                   Printf(_("unknown %s '%s'; use raw or qcow2"), key,
-                                          text.c_str()));
-        else if (g_str_equal(key, "format"))
-            params.format = parsed;
-        else
-            params.source_format = *parsed;
-    }
-    if (status.ok())
-        status = CheckPlanned(params.uuid, params.image);
+    auto decoded = dbus::DecodeImportVolume(name, options);
+    Status status = entry.ok() ? decoded.status() : entry.status();
     auto source_fd = TakeFd(invocation, source, "source");
     if (status.ok())
         status = source_fd.status();
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
     std::string id = Submit("import", name, *entry,
-                            [params, source = *source_fd](OpObserver &observer,
+                            [params = *decoded, source = *source_fd](OpObserver &observer,
                                                           JobRecord &record) mutable {
                                 params.source_fd = source->get();
                                 auto made = record.entry->With([&](Domain &d) {

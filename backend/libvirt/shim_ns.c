@@ -21,13 +21,27 @@ static void sdmPoolNsFree(void *data)
     g_free(ns);
 }
 
+/* Whether `text` holds a control character: the pool config libvirt saves would not keep
+ * it (its escaping drops most; XML attribute normalisation turns tab and newline into
+ * spaces), so the pool would find another socket after a libvirtd restart. */
+static bool sdmHasControlChar(const char *text)
+{
+    for (; *text; text++) {
+        if ((unsigned char)*text < 0x20 || *text == 0x7f)
+            return true;
+    }
+    return false;
+}
+
 static int sdmPoolNsParseAttr(SdmPoolNs *ns, const char *name, const char *value)
 {
     if (strcmp(name, "socket") == 0) {
-        if (value[0] != '/' || strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        if (value[0] != '/' || strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
+            sdmHasControlChar(value)) {
             virReportError(VIR_ERR_XML_ERROR,
                            _("<sdm:domain socket='%s'>: the socket must be an absolute path "
-                             "shorter than %zu bytes (sdmd's `socket` setting)"),
+                             "shorter than %zu bytes, without control characters (sdmd's "
+                             "`socket` setting)"),
                            value, sizeof(((struct sockaddr_un *)0)->sun_path));
             return -1;
         }
@@ -69,6 +83,17 @@ static int sdmPoolNsParse(xmlXPathContextPtr ctxt, void **data)
     }
     SdmPoolNs *ns = g_new0(SdmPoolNs, 1);
     for (xmlAttrPtr attr = nodes[0]->properties; attr; attr = attr->next) {
+        /* x:socket would read as socket's value again (attributes are looked up by name
+         * alone) and leak the first copy. */
+        if (attr->ns) {
+            virReportError(VIR_ERR_XML_ERROR,
+                           _("<sdm:domain> has an unknown attribute '%s:%s'; it takes only "
+                             "'socket' and 'io_timeout', without a prefix (see "
+                             "xml/storagepool-sdm.rng)"),
+                           NULLSTR((const char *)attr->ns->prefix), (const char *)attr->name);
+            sdmPoolNsFree(ns);
+            return -1;
+        }
         g_autofree char *value = virXMLPropString(nodes[0], (const char *)attr->name);
         if (sdmPoolNsParseAttr(ns, (const char *)attr->name, value ? value : "") < 0) {
             sdmPoolNsFree(ns);
