@@ -231,6 +231,8 @@ static Status CreateSizedFile(int root, const char *name, uint64_t size)
     auto fd = fileio::OpenAt(root, name, O_RDWR | O_CREAT, 0660);
     if (!fd.ok())
         return fd.status();
+    if (fchmod(fd->get(), 0660) != 0) /* whatever the umask */
+        return Status::FromErrno(errno, std::string(_("cannot set the mode of ")) + name);
     if (ftruncate(fd->get(), static_cast<off_t>(size)) != 0)
         return Status::FromErrno(errno, std::string(_("cannot size ")) + name);
     return fileio::FsyncFd(fd->get(), name);
@@ -246,6 +248,9 @@ Result<DomainInfo> Domain::Format(const std::string &path, const FormatParams &p
 
     for (const char *dir : {layout::kImagesDir, layout::kTxDir}) {
         if (mkdirat(root->get(), dir, 0755) != 0 && errno != EEXIST)
+            return Status::FromErrno(errno, path + "/" + dir);
+        /* Whatever the umask: the hypervisor's user must reach the data files below. */
+        if (fchmodat(root->get(), dir, 0755, 0) != 0)
             return Status::FromErrno(errno, path + "/" + dir);
         SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(root->get(), dir));
     }

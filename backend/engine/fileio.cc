@@ -106,6 +106,11 @@ Result<Fd> CreateAndWrite(int dirfd, const std::string &name, const std::string 
     auto fd = OpenAt(dirfd, name, O_CREAT | O_EXCL | O_WRONLY, 0644);
     if (!fd.ok())
         return fd.status();
+    if (fchmod(fd->get(), 0644) != 0) { /* whatever the umask */
+        int err = errno;
+        unlinkat(dirfd, name.c_str(), 0);
+        return ErrnoAt(err, "chmod", dirfd, name);
+    }
     size_t done = 0;
     while (done < content.size()) {
         ssize_t n = write(fd->get(), content.data() + done, content.size() - done);

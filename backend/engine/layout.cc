@@ -31,12 +31,34 @@ bool IsUuid(const std::string &text)
     return true;
 }
 
+/* `name` for a message: its printable UTF-8 as is, every control character (C0, DEL, C1)
+ * and every byte that is not UTF-8 as \xNN, so that a refused name can neither break the
+ * line of a log or of virsh's output nor reach a terminal as an escape sequence, and the
+ * message stays valid UTF-8 for D-Bus. */
+static std::string PrintableName(const std::string &name)
+{
+    std::string out;
+    const char *p = name.data(), *end = p + name.size();
+    while (p < end) {
+        gunichar c = g_utf8_get_char_validated(p, end - p);
+        size_t length = c < 0x110000 && c != 0 ? static_cast<size_t>(g_utf8_next_char(p) - p) : 1;
+        if (length == 1 ? (c >= 0x80 || c < 0x20 || c == 0x7f) : g_unichar_iscntrl(c)) {
+            for (size_t i = 0; i < length; i++)
+                out += Printf("\\x%02x", static_cast<unsigned char>(p[i]));
+        } else {
+            out.append(p, length);
+        }
+        p += length;
+    }
+    return out;
+}
+
 Status ValidateVolumeName(const std::string &name)
 {
     auto bad = [&name](const char *why) {
         return Status::Error(ErrorCode::kInvalidArgument,
-                             std::string(_("invalid volume name")) + " '" +
-                                 std::string(name.c_str()) + "': " + why +
+                             std::string(_("invalid volume name")) + " '" + PrintableName(name) +
+                                 "': " + why +
                                  _("; use 1 to 255 bytes of printable UTF-8 without '/'"));
     };
     if (name.empty())
@@ -50,11 +72,14 @@ Status ValidateVolumeName(const std::string &name)
             return bad(_("it contains '/'"));
         if (c == '\0')
             return bad(_("it contains a NUL byte"));
-        if (c < 0x20 || c == 0x7f)
-            return bad(_("it contains a control character"));
     }
     if (!g_utf8_validate(name.data(), static_cast<gssize>(name.size()), nullptr))
         return bad(_("it is not valid UTF-8"));
+    /* Names are printed by virsh and written to logs: no character may act on a terminal. */
+    for (const char *p = name.c_str(); *p; p = g_utf8_next_char(p)) {
+        if (g_unichar_iscntrl(g_utf8_get_char(p)))
+            return bad(_("it contains a control character"));
+    }
     return Status::Ok();
 }
 

@@ -79,6 +79,8 @@ Result<Transaction> Transaction::Begin(FileDomain &domain, const meta::Marker &m
     auto dir = fileio::OpenDirAt(domain.tx_dir(), name);
     if (!dir.ok())
         return abandon(dir.status());
+    if (fchmod(dir->get(), 0755) != 0) /* whatever the umask */
+        return abandon(Status::FromErrno(errno, _("cannot set the mode of tx/") + name));
     tx.dir_ = std::move(*dir);
     /* The directory is the marker; the file describes it. A create of a new image needs
      * no description: the directory's name names the image and the lease, and the image
@@ -103,7 +105,11 @@ Result<fileio::Fd> Transaction::MakeImageDir(const std::string &image)
 {
     if (mkdirat(dir_.get(), image.c_str(), 0755) != 0)
         return Status::FromErrno(errno, RelPath(image));
-    return fileio::OpenDirAt(dir_.get(), image);
+    auto dir = fileio::OpenDirAt(dir_.get(), image);
+    /* Whatever the umask: the hypervisor's user must reach the data files inside. */
+    if (dir.ok() && fchmod(dir->get(), 0755) != 0)
+        return Status::FromErrno(errno, RelPath(image));
+    return dir;
 }
 
 Status Transaction::MakeDurable()

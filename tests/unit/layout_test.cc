@@ -1,4 +1,5 @@
 /* The on-storage names: UUIDs, volume names, transaction and index names. */
+#include <glib.h>
 #include <gtest/gtest.h>
 
 #include "backend/engine/layout.h"
@@ -36,6 +37,34 @@ TEST(LayoutTest, VolumeNamesRejectWhatFilesystemsOrUsersWouldTrip)
         EXPECT_NE(s.message().find("invalid volume name"), std::string::npos) << s.message();
     }
     EXPECT_NE(ValidateVolumeName("a/b").message().find("'/'"), std::string::npos);
+}
+
+TEST(LayoutTest, VolumeNamesRejectEveryControlCharacter)
+{
+    /* C0 (tab, ESC), DEL and C1 (U+009B, which terminals take as ESC [). */
+    for (const std::string &bad : {std::string("a\tb"), std::string("a\x01"),
+                                  std::string("\x1b[31mred"), std::string("a\x7f"),
+                                  std::string("a\xc2\x9b" "31m")}) {
+        Status s = ValidateVolumeName(bad);
+        EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << bad;
+        EXPECT_NE(s.message().find("control character"), std::string::npos) << s.message();
+    }
+    EXPECT_TRUE(ValidateVolumeName("caf\xc3\xa9 \xc2\xa0nbsp").ok()) << "U+00A0 is printable";
+}
+
+TEST(LayoutTest, RefusedNamesAreEscapedInTheMessage)
+{
+    std::string message = ValidateVolumeName("a\nb\x1b[31m\xc2\x9b").message();
+    EXPECT_NE(message.find("'a\\x0ab\\x1b[31m\\xc2\\x9b'"), std::string::npos) << message;
+    EXPECT_EQ(message.find_first_of("\n\x1b"), std::string::npos) << "nothing acts on a terminal";
+
+    message = ValidateVolumeName("bad\xff\xfe/").message();
+    EXPECT_NE(message.find("'bad\\xff\\xfe/'"), std::string::npos) << message;
+    EXPECT_TRUE(g_utf8_validate(message.data(), static_cast<gssize>(message.size()), nullptr))
+        << "the message of a name that is not UTF-8 is still UTF-8, as D-Bus requires";
+
+    message = ValidateVolumeName(std::string(300, 'n') + "\xe6\x97\xa5").message();
+    EXPECT_NE(message.find("n\xe6\x97\xa5'"), std::string::npos) << "UTF-8 stays as is";
 }
 
 TEST(LayoutTest, TransactionDirectoryNamesRoundTrip)
