@@ -198,17 +198,19 @@ static Status CheckFormattable(int root, const std::string &path)
     auto entries = fileio::ListDirAt(root, ".");
     if (!entries.ok())
         return entries.status();
+    /* A domain first, whatever else the directory lists before its metadata (volumes'
+     * root links): callers tell "already a domain" from "not empty". */
+    if (std::find(entries->begin(), entries->end(), layout::kDomainMeta) != entries->end()) {
+        auto text = ReadDomainMetaText(root, path);
+        auto existing = text.ok() ? meta::DecodeDomain(*text, layout::kDomainMeta)
+                                  : Result<meta::DomainMeta>(text.status());
+        if (!existing.ok())
+            return existing.status();
+        return Status::Error(ErrorCode::kAlreadyExists,
+                             path + _(" is already a storage domain (uuid ") + existing->uuid +
+                                 ")");
+    }
     for (const auto &entry : *entries) {
-        if (entry == layout::kDomainMeta) {
-            auto text = ReadDomainMetaText(root, path);
-            auto existing = text.ok() ? meta::DecodeDomain(*text, layout::kDomainMeta)
-                                      : Result<meta::DomainMeta>(text.status());
-            if (!existing.ok())
-                return existing.status();
-            return Status::Error(ErrorCode::kAlreadyExists,
-                                 path + _(" is already a storage domain (uuid ") +
-                                     existing->uuid + ")");
-        }
         bool skeleton = std::any_of(std::begin(layout::kSkeleton), std::end(layout::kSkeleton),
                                     [&](const char *name) { return entry == name; });
         bool empty_dir = false;
