@@ -399,7 +399,20 @@ Result<FileDomain::Image> FileDomain::ReadImage(const std::string &image)
     return result;
 }
 
-VolumeInfo FileDomain::ToInfo(const Image &image, const meta::VolumeMeta &m)
+namespace {
+
+/* Bytes a regular file holds on storage; 0 if it is missing or not a regular file. */
+uint64_t AllocatedAt(int dirfd, const std::string &path)
+{
+    struct stat st;
+    if (fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+        return static_cast<uint64_t>(st.st_blocks) * 512;
+    return 0;
+}
+
+}  // namespace
+
+VolumeInfo FileDomain::Describe(const meta::VolumeMeta &m, bool leaf, uint64_t allocation)
 {
     VolumeInfo info;
     info.uuid = m.uuid;
@@ -414,12 +427,14 @@ VolumeInfo FileDomain::ToInfo(const Image &image, const meta::VolumeMeta &m)
     info.slot = m.slot;
     info.ctime = m.ctime;
     info.path = AbsPath(layout::VolumePath(m.image, m.uuid));
-    info.leaf = image.IsLeaf(m.uuid);
-    struct stat st;
-    if (fstatat(image.dir.get(), m.uuid.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(st.st_mode))
-        info.allocation = static_cast<uint64_t>(st.st_blocks) * 512;
+    info.leaf = leaf;
+    info.allocation = allocation;
     return info;
+}
+
+VolumeInfo FileDomain::ToInfo(const Image &image, const meta::VolumeMeta &m)
+{
+    return Describe(m, image.IsLeaf(m.uuid), AllocatedAt(image.dir.get(), m.uuid));
 }
 
 Result<VolumeInfo> FileDomain::Resolve(const std::string &name, Image *image_out)
@@ -463,20 +478,66 @@ Result<VolumeInfo> FileDomain::LookupVolume(const std::string &name)
     return info;
 }
 
+namespace {
+
+bool SameDirectory(const struct stat &a, const struct stat &b)
+{
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
+           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+           a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+/* A directory changed within this many seconds of being read may change again without its
+ * times moving (they tick coarsely, and another host's clock may lag ours): such an image
+ * is read again next time. */
+constexpr time_t kSettleSeconds = 2;
+
+}  // namespace
+
+/* A warm listing reads no metadata: one stat per image and one per data file (for the
+ * allocation, which changes with every guest write). */
 Result<std::vector<VolumeInfo>> FileDomain::ListVolumes()
 {
     auto images = fileio::ListDirAt(images_.get(), ".");
     if (!images.ok())
         return images.status();
+    std::map<std::string, ListedImage> known, listed;
+    {
+        std::lock_guard<std::mutex> lock(listing_mutex_);
+        known.swap(listing_);
+    }
     std::vector<VolumeInfo> result;
+    const time_t settled = time(nullptr) - kSettleSeconds;
     for (const auto &uuid : *images) {
         if (!layout::IsUuid(uuid))
             continue;
-        auto image = ReadImage(uuid);
-        if (!image.ok())
+        struct stat dir;
+        if (fstatat(images_.get(), uuid.c_str(), &dir, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISDIR(dir.st_mode))
             continue; /* deleted meanwhile, or not a directory: check reports it */
-        for (const auto &m : image->volumes)
-            result.push_back(ToInfo(*image, m));
+        auto hit = known.find(uuid);
+        if (hit == known.end() || !SameDirectory(hit->second.dir_stat, dir)) {
+            auto image = ReadImage(uuid);
+            if (!image.ok())
+                continue;
+            image->dir = fileio::Fd();
+            if (dir.st_mtim.tv_sec >= settled || dir.st_ctim.tv_sec >= settled) {
+                for (const auto &m : image->volumes)
+                    result.push_back(Describe(m, image->IsLeaf(m.uuid),
+                                              AllocatedAt(images_.get(), uuid + "/" + m.uuid)));
+                continue;
+            }
+            hit = known.insert_or_assign(uuid, ListedImage{dir, std::move(*image)}).first;
+        }
+        const Image &image = hit->second.image;
+        for (const auto &m : image.volumes)
+            result.push_back(
+                Describe(m, image.IsLeaf(m.uuid), AllocatedAt(images_.get(), uuid + "/" + m.uuid)));
+        listed.insert(known.extract(hit));
+    }
+    {
+        std::lock_guard<std::mutex> lock(listing_mutex_);
+        listing_.swap(listed);
     }
     return result;
 }

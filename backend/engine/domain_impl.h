@@ -6,10 +6,13 @@
  * the allocator lock. */
 #pragma once
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <thread>
 #include <utility>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -131,6 +134,8 @@ public:
                                             const std::string &volume);
     /* Volume metadata plus what only the data file can tell (allocation, path). */
     VolumeInfo ToInfo(const Image &image, const meta::VolumeMeta &meta);
+    /* The same from parts: `allocation` is the data file's st_blocks * 512. */
+    VolumeInfo Describe(const meta::VolumeMeta &meta, bool leaf, uint64_t allocation);
     /* The info of the only volume of an image just committed. */
     VolumeInfo NewImageInfo(const meta::VolumeMeta &meta);
     /* The volume an index entry names: kNotFound if there is none. */
@@ -174,6 +179,16 @@ private:
     std::shared_ptr<LeaseManager> leases_;
     LockTable locks_;
     DomainLease domain_lease_;
+
+    /* ListVolumes' copy of each image's metadata, valid while the image directory's
+     * inode and times are those it was read under (every metadata change renames a file
+     * in or out of that directory). A leaf lock: nothing is taken while it is held. */
+    struct ListedImage {
+        struct stat dir_stat;
+        Image image; /* without its directory descriptor */
+    };
+    std::mutex listing_mutex_;
+    std::map<std::string, ListedImage> listing_;
 
     std::mutex alloc_mutex_;               /* guards everything below; see Reserve */
     std::set<std::string> reserved_names_;

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -397,6 +399,50 @@ TEST_F(DomainTest, CreateRejectsBadInputAndLosesNothing)
     ASSERT_EQ(list->size(), 1u);
     EXPECT_EQ((*list)[0].name, "taken");
     ExpectClean();
+}
+
+/* ListVolumes keeps each settled image's metadata between calls; whatever changes it -
+ * here another handle, as another host would - must show in the next listing. */
+TEST_F(DomainTest, ListingFollowsEveryChangeAfterCaching)
+{
+    auto by_name = [](const std::vector<VolumeInfo> &list) {
+        std::map<std::string, VolumeInfo> map;
+        for (const auto &v : list)
+            map[v.name] = v;
+        return map;
+    };
+    MakeVolume("kept", 4 * kMiB);
+    MakeVolume("grown", 4 * kMiB);
+    MakeVolume("gone", 4 * kMiB);
+    VolumeInfo written = MakeVolume("written", 4 * kMiB);
+    /* Let the image directories settle, so that the next listing keeps them. */
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    auto first = domain_->ListVolumes();
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    ASSERT_EQ(first->size(), 4u);
+
+    auto other = OpenAgain();
+    ASSERT_TRUE(other->ResizeVolume("grown", 8 * kMiB).ok());
+    ASSERT_TRUE(other->DeleteVolume("gone").ok());
+    ASSERT_TRUE(other->CreateVolume(CreateParams{.name = "new", .capacity = kMiB}).ok());
+    ASSERT_TRUE(other->CreateVolume(CreateParams{.name = "layer", .capacity = 0,
+                                                 .format = VolumeFormat::kQcow2,
+                                                 .backing = "kept"}).ok());
+    WritePattern(written.path, 0, 2 * kMiB, 7);
+    auto second = domain_->ListVolumes();
+    ASSERT_TRUE(second.ok()) << second.status().ToString();
+    auto now = by_name(*second);
+    EXPECT_EQ(now.size(), 5u);
+    EXPECT_EQ(now.count("gone"), 0u);
+    EXPECT_EQ(now.at("grown").capacity, 8 * kMiB);
+    EXPECT_EQ(now.count("new"), 1u);
+    EXPECT_FALSE(now.at("kept").leaf) << "a layer was made on it";
+    EXPECT_TRUE(now.at("layer").leaf);
+    EXPECT_GE(now.at("written").allocation, 2 * kMiB) << "allocation is read every time";
+    auto third = domain_->ListVolumes();
+    ASSERT_TRUE(third.ok());
+    EXPECT_EQ(by_name(*third).size(), 5u);
+    EXPECT_EQ(by_name(*third).at("grown").capacity, 8 * kMiB);
 }
 
 TEST_F(DomainTest, CloneRawIsIdenticalSparseAndReportsProgress)
