@@ -24,6 +24,10 @@
 
 static const char kObjectPath[] = "/org/libvirt/Sdm1";
 static const char kInterface[] = "org.libvirt.Sdm1.Manager";
+/* A ListVolumeTable row (xml/org.libvirt.Sdm1.xml): uuid, image, name, parent, format,
+ * prealloc, legality, path, capacity, allocation, generation, slot, ctime, leaf. */
+#define VOLUME_ROW_TYPE "(ssssssssttttxb)"
+
 static const char kErrorPrefix[] = "org.libvirt.Sdm1.Error.";
 
 /* One WaitJob call lasts at most this long without, and this long with, a progress
@@ -611,17 +615,30 @@ GPtrArray *sdm_client_list_volumes(SdmClient *client, const char *domain, GError
     g_autofree char *uuid = domain_uuid(client, domain, error);
     if (!uuid)
         return NULL;
-    g_autoptr(GVariant) reply = call(client, "ListVolumes", g_variant_new("(s)", uuid),
-                                     "(aa{sv})", SDM_CLIENT_CALL_TIMEOUT_MS, error);
+    g_autoptr(GVariant) reply = call(client, "ListVolumeTable", g_variant_new("(s)", uuid),
+                                     "(a" VOLUME_ROW_TYPE ")", SDM_CLIENT_CALL_TIMEOUT_MS,
+                                     error);
     if (!reply)
         return NULL;
     g_autoptr(GVariant) list = g_variant_get_child_value(reply, 0);
-    gsize count = g_variant_n_children(list);
-    GPtrArray *volumes =
-        g_ptr_array_new_full((guint)count, (GDestroyNotify)sdm_volume_info_free);
-    for (gsize i = 0; i < count; i++) {
-        g_autoptr(GVariant) dict = g_variant_get_child_value(list, i);
-        g_ptr_array_add(volumes, volume_from_dict(dict, uuid));
+    GPtrArray *volumes = g_ptr_array_new_full((guint)g_variant_n_children(list),
+                                              (GDestroyNotify)sdm_volume_info_free);
+    GVariantIter rows;
+    g_variant_iter_init(&rows, list);
+    for (;;) {
+        SdmVolumeInfo *info = g_new0(SdmVolumeInfo, 1);
+        if (!g_variant_iter_next(&rows, VOLUME_ROW_TYPE, &info->uuid, &info->image,
+                                 &info->name, &info->parent, &info->format, &info->prealloc,
+                                 &info->legality, &info->path, &info->capacity,
+                                 &info->allocation, &info->generation, &info->slot,
+                                 &info->ctime, &info->leaf)) {
+            g_free(info);
+            break;
+        }
+        if (!*info->parent)
+            g_clear_pointer(&info->parent, g_free);
+        info->key = g_strdup_printf("%s/%s", uuid, info->uuid);
+        g_ptr_array_add(volumes, info);
     }
     fill_backing_paths(volumes);
     return volumes;

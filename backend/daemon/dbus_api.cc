@@ -468,6 +468,17 @@ GVariant *VolumeToDict(const VolumeInfo &v)
         .Finish();
 }
 
+GVariant *VolumeToRow(const VolumeInfo &v)
+{
+    return g_variant_new(SDM_VOLUME_ROW_TYPE, v.uuid.c_str(), v.image.c_str(), v.name.c_str(),
+                         v.parent.c_str(), VolumeFormatName(v.format),
+                         PreallocationName(v.prealloc), LegalityName(v.legality),
+                         v.path.c_str(), static_cast<guint64>(v.capacity),
+                         static_cast<guint64>(v.allocation), static_cast<guint64>(v.generation),
+                         static_cast<guint64>(v.slot), static_cast<gint64>(v.ctime),
+                         static_cast<gboolean>(v.leaf));
+}
+
 VolumeInfo VolumeFromDict(GVariant *dict)
 {
     DictReader r(dict);

@@ -112,6 +112,9 @@ GVariant *DomainToDict(const DomainView &domain);
 DomainView DomainFromDict(GVariant *dict);
 
 GVariant *VolumeToDict(const VolumeInfo &volume);
+/* A ListVolumeTable row (xml/org.libvirt.Sdm1.xml): VolumeToDict's values in its order. */
+#define SDM_VOLUME_ROW_TYPE "(ssssssssttttxb)"
+GVariant *VolumeToRow(const VolumeInfo &volume);
 VolumeInfo VolumeFromDict(GVariant *dict);
 
 GVariant *GcReportToDict(const GcReport &report);

@@ -216,6 +216,7 @@ Service::Service(Config config)
     Connect<&Service::ResizeVolume>("handle-resize-volume");
     Connect<&Service::LookupVolume>("handle-lookup-volume");
     Connect<&Service::ListVolumes>("handle-list-volumes");
+    Connect<&Service::ListVolumeTable>("handle-list-volume-table");
     Connect<&Service::GetLeaseXml>("handle-get-lease-xml");
     Connect<&Service::CollectGarbage>("handle-collect-garbage");
     Connect<&Service::CheckDomain>("handle-check-domain");
@@ -1182,7 +1183,8 @@ void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain
                 });
 }
 
-void Service::ListVolumes(GDBusMethodInvocation *invocation, const char *domain)
+void Service::ReplyWithVolumes(GDBusMethodInvocation *invocation, const char *domain,
+                               GVariant *(*reply)(const std::vector<VolumeInfo> &))
 {
     auto entry = Find(domain);
     if (!entry.ok())
@@ -1191,17 +1193,34 @@ void Service::ListVolumes(GDBusMethodInvocation *invocation, const char *domain)
     OffMainLoop([listed, target = *entry] {
                     *listed = target->With([](Domain &d) { return d.ListVolumes(); });
                 },
-                [listed, invocation] {
+                [listed, invocation, reply] {
                     const auto &volumes = **listed;
                     if (!volumes.ok())
                         return dbus::ReturnError(invocation, volumes.status());
-                    GVariantBuilder list;
-                    g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
-                    for (const auto &volume : *volumes)
-                        g_variant_builder_add_value(&list, dbus::VolumeToDict(volume));
-                    g_dbus_method_invocation_return_value(
-                        invocation, g_variant_new("(aa{sv})", &list));
+                    g_dbus_method_invocation_return_value(invocation, reply(*volumes));
                 });
+}
+
+void Service::ListVolumes(GDBusMethodInvocation *invocation, const char *domain)
+{
+    ReplyWithVolumes(invocation, domain, [](const std::vector<VolumeInfo> &volumes) {
+        GVariantBuilder list;
+        g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
+        for (const auto &volume : volumes)
+            g_variant_builder_add_value(&list, dbus::VolumeToDict(volume));
+        return g_variant_new("(aa{sv})", &list);
+    });
+}
+
+void Service::ListVolumeTable(GDBusMethodInvocation *invocation, const char *domain)
+{
+    ReplyWithVolumes(invocation, domain, [](const std::vector<VolumeInfo> &volumes) {
+        GVariantBuilder rows;
+        g_variant_builder_init(&rows, G_VARIANT_TYPE("a" SDM_VOLUME_ROW_TYPE));
+        for (const auto &volume : volumes)
+            g_variant_builder_add_value(&rows, dbus::VolumeToRow(volume));
+        return g_variant_new("(a" SDM_VOLUME_ROW_TYPE ")", &rows);
+    });
 }
 
 void Service::GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain,

@@ -121,6 +121,10 @@ private:
                     GVariant *options);
     void LookupVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name);
     void ListVolumes(GDBusMethodInvocation *invocation, const char *domain);
+    void ListVolumeTable(GDBusMethodInvocation *invocation, const char *domain);
+    /* Lists a domain off the main loop and answers with `reply` made from the volumes. */
+    void ReplyWithVolumes(GDBusMethodInvocation *invocation, const char *domain,
+                          GVariant *(*reply)(const std::vector<VolumeInfo> &));
     void GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain, const char *name);
     void CollectGarbage(GDBusMethodInvocation *invocation, const char *domain,
                         gboolean dry_run);

@@ -262,6 +262,21 @@ TEST_F(ClientTest, EveryCallWorks)
     for (guint i = 0; i < listed->len; i++) {
         auto *v = static_cast<SdmVolumeInfo *>(g_ptr_array_index(listed, i));
         EXPECT_EQ(v->key, uuid_ + "/" + v->uuid);
+        /* The listing's rows (ListVolumeTable) say what the lookup's dictionary says. */
+        g_autoptr(SdmVolumeInfo) one = sdm_client_lookup_volume(client_, uuid_.c_str(), v->name,
+                                                                &error);
+        ASSERT_NE(one, nullptr) << error->message;
+        for (auto [row, dict] : {std::pair{v->uuid, one->uuid}, {v->image, one->image},
+                                 {v->path, one->path}, {v->format, one->format},
+                                 {v->prealloc, one->prealloc}, {v->legality, one->legality},
+                                 {v->parent, one->parent}})
+            EXPECT_STREQ(row, dict) << v->name;
+        EXPECT_EQ(v->capacity, one->capacity) << v->name;
+        EXPECT_EQ(v->allocation, one->allocation) << v->name;
+        EXPECT_EQ(v->generation, one->generation) << v->name;
+        EXPECT_EQ(v->slot, one->slot) << v->name;
+        EXPECT_EQ(v->ctime, one->ctime) << v->name;
+        EXPECT_EQ(v->leaf, one->leaf) << v->name;
         if (g_str_equal(v->name, "layer")) {
             EXPECT_STREQ(v->backing_path, base->path);
         } else {
