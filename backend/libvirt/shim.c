@@ -132,6 +132,7 @@ static SdmClient *sdmPoolClient(virStoragePoolObj *obj)
 typedef struct {
     SdmVolumeInfo *info; /* uuid, image, key, path */
     char *backing;       /* name of the backing volume, or NULL */
+    bool failed;         /* its build failed; libvirt's clean-up deleteVol is ours to answer */
 } SdmPlan;
 
 static void sdmPlanFree(SdmPlan *plan)
@@ -172,6 +173,31 @@ static SdmPlan *sdmPlanTake(const virStorageVolDef *vol)
                        _("volume '%s' (key %s) was not planned before its build"), vol->name,
                        NULLSTR(vol->key));
     return plan;
+}
+
+/* After a failed vol-clone or vol-create-from, libvirt calls deleteVol on the volume. sdmd
+ * already rolled the transaction back (or its collector will, if sdmd died), so there is
+ * nothing to delete, and a second call would replace the build's error - the one the user
+ * must see - with its own (e.g. "cannot connect" when sdmd is the reason the build failed).
+ * The failed plan stays in the table until that deleteVol takes it. */
+static void sdmPlanFailed(SdmPlan *plan)
+{
+    plan->failed = true;
+    sdmPlanPut(plan);
+}
+
+static bool sdmPlanTakeFailed(const virStorageVolDef *vol)
+{
+    SdmPlan *plan = NULL;
+    g_mutex_lock(&plansLock);
+    if (plans && vol->key)
+        plan = g_hash_table_lookup(plans, vol->key);
+    if (plan && plan->failed)
+        g_hash_table_remove(plans, vol->key);
+    else
+        plan = NULL;
+    g_mutex_unlock(&plansLock);
+    return plan != NULL;
 }
 
 /* ---- mapping between libvirt's volume definitions and sdmd's volumes ---- */
@@ -614,8 +640,9 @@ static int sdmBuildVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned i
 /* vol-create-from a volume of another pool (stock, or another domain): sdmd copies the
  * source file into a new volume. libvirtd opens the source and hands sdmd the descriptor,
  * so sdmd reads only what libvirtd itself may. */
-static int sdmImportVol(virStoragePoolDef *def, SdmClient *client, virStorageVolDef *vol,
-                        virStorageVolDef *source, const SdmPlan *plan)
+static SdmVolumeInfo *sdmImportVol(virStoragePoolDef *def, SdmClient *client,
+                                   virStorageVolDef *vol, virStorageVolDef *source,
+                                   const SdmPlan *plan)
 {
     g_autoptr(GError) error = NULL;
     const char *source_format = sdmFormatName(source->target.format);
@@ -627,26 +654,43 @@ static int sdmImportVol(virStoragePoolDef *def, SdmClient *client, virStorageVol
                          "convert)"),
                        vol->name, virStorageFileFormatTypeToString(source->target.format),
                        virStorageFileFormatTypeToString(vol->target.format));
-        return -1;
+        return NULL;
     }
     if ((fd = open(source->target.path, O_RDONLY | O_CLOEXEC)) < 0) {
         virReportSystemError(errno, _("cannot open %s, the source of volume '%s'"),
                              source->target.path, vol->name);
-        return -1;
+        return NULL;
     }
-    g_autoptr(SdmVolumeInfo) made = sdm_client_import_volume(
+    SdmVolumeInfo *made = sdm_client_import_volume(
         client, def->target.path, vol->name, fd, source_format, sdmFormatName(vol->target.format),
         vol->target.capacity > source->target.capacity ? vol->target.capacity : 0, plan->info,
         NULL, &error);
-    if (!made) {
+    if (!made)
         sdmReportError(def->name, "importing the volume", error);
-        return -1;
-    }
-    return 0;
+    return made;
 }
 
-/* A clone within one domain, an import from any other pool; libvirt calls it as (pool,
- * new volume, source volume). */
+/* A clone within one domain, an import from any other pool; NULL if it failed (nothing
+ * was made). */
+static SdmVolumeInfo *sdmCopyVol(virStoragePoolObj *obj, SdmClient *client,
+                                 virStorageVolDef *vol, virStorageVolDef *source,
+                                 const SdmPlan *plan)
+{
+    virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SdmVolumeInfo) found =
+        sdm_client_lookup_volume(client, def->target.path, source->name, &error);
+    if (!found || g_strcmp0(found->key, source->key) != 0)
+        return sdmImportVol(def, client, vol, source, plan);
+    SdmVolumeInfo *made =
+        sdm_client_clone_volume(client, def->target.path, source->name, vol->name,
+                                sdmFormatName(vol->target.format), plan->info, NULL, &error);
+    if (!made)
+        sdmReportError(def->name, "cloning the volume", error);
+    return made;
+}
+
+/* libvirt calls it as (pool, new volume, source volume). */
 static int sdmBuildVolFrom(virStoragePoolObj *obj, virStorageVolDef *vol,
                            virStorageVolDef *source, unsigned int flags)
 {
@@ -659,16 +703,20 @@ static int sdmBuildVolFrom(virStoragePoolObj *obj, virStorageVolDef *vol,
     g_autoptr(SdmPlan) plan = sdmPlanTake(vol);
     if (!plan || !(client = sdmPoolClient(obj)))
         return -1;
-    g_autoptr(SdmVolumeInfo) found =
-        sdm_client_lookup_volume(client, def->target.path, source->name, &error);
-    if (!found || g_strcmp0(found->key, source->key) != 0)
-        return sdmImportVol(def, client, vol, source, plan);
-    g_autoptr(SdmVolumeInfo) made =
-        sdm_client_clone_volume(client, def->target.path, source->name, vol->name,
-                                sdmFormatName(vol->target.format), plan->info, NULL, &error);
+    g_autoptr(SdmVolumeInfo) made = sdmCopyVol(obj, client, vol, source, plan);
     if (!made) {
-        sdmReportError(def->name, "cloning the volume", error);
+        sdmPlanFailed(g_steal_pointer(&plan));
         return -1;
+    }
+    /* libvirt asks for at least the source's capacity; more grows the copy, as the stock
+     * backend does. If that fails, the copy exists and libvirt's deleteVol removes it. */
+    if (vol->target.capacity > made->capacity) {
+        g_autoptr(SdmVolumeInfo) grown = sdm_client_resize_volume(
+            client, def->target.path, vol->name, vol->target.capacity, NULL, &error);
+        if (!grown) {
+            sdmReportError(def->name, "growing the copy to the capacity asked for", error);
+            return -1;
+        }
     }
     return 0;
 }
@@ -711,6 +759,8 @@ static int sdmDeleteVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned 
     if (!sdmPoolNs(obj))
         return stockDir->deleteVol(obj, vol, flags);
     virCheckFlags(0, -1);
+    if (sdmPlanTakeFailed(vol))
+        return 0;
     if (!(client = sdmPoolClient(obj)))
         return -1;
     if (!sdm_client_delete_volume(client, def->target.path, vol->name, NULL, &error)) {
