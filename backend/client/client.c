@@ -24,9 +24,9 @@
 
 static const char kObjectPath[] = "/org/libvirt/Sdm1";
 static const char kInterface[] = "org.libvirt.Sdm1.Manager";
-/* A ListVolumeTable row (xml/org.libvirt.Sdm1.xml): uuid, image, name, parent, format,
- * prealloc, legality, path, capacity, allocation, generation, slot, ctime, leaf. */
-#define VOLUME_ROW_TYPE "(ssssssssttttxb)"
+/* A ListVolumeTable row (xml/org.libvirt.Sdm1.xml): uuid, image, name, parent, parent_path,
+ * format, prealloc, legality, path, capacity, allocation, generation, slot, ctime, leaf. */
+#define VOLUME_ROW_TYPE "(sssssssssttttxb)"
 
 static const char kErrorPrefix[] = "org.libvirt.Sdm1.Error.";
 
@@ -430,6 +430,7 @@ static const Field kVolumeFields[] = {
     FIELD(SdmVolumeInfo, capacity, "capacity", kU64),
     FIELD(SdmVolumeInfo, allocation, "allocation", kU64),
     FIELD(SdmVolumeInfo, parent, "parent", kTextOrNull),
+    FIELD(SdmVolumeInfo, backing_path, "parent_path", kTextOrNull),
     FIELD(SdmVolumeInfo, leaf, "leaf", kBool),
     FIELD(SdmVolumeInfo, generation, "generation", kU64),
     FIELD(SdmVolumeInfo, slot, "slot", kU64),
@@ -495,7 +496,7 @@ void sdm_domain_info_free(SdmDomainInfo *info)
     g_free(info);
 }
 
-/* A volume of the domain `domain_uuid`; backing_path is left to fill_backing_paths. */
+/* A volume of the domain `domain_uuid`. */
 static SdmVolumeInfo *volume_from_dict(GVariant *dict, const char *domain_uuid)
 {
     SdmVolumeInfo *info = g_new0(SdmVolumeInfo, 1);
@@ -527,21 +528,6 @@ void sdm_gc_report_free(SdmGcReport *report)
         return;
     g_strfreev(report->lines);
     g_free(report);
-}
-
-/* Sets each layer's backing_path from its parent's entry in the same list. */
-static void fill_backing_paths(GPtrArray *volumes)
-{
-    g_autoptr(GHashTable) paths = g_hash_table_new(g_str_hash, g_str_equal);
-    for (guint i = 0; i < volumes->len; i++) {
-        SdmVolumeInfo *volume = g_ptr_array_index(volumes, i);
-        g_hash_table_insert(paths, volume->uuid, volume->path);
-    }
-    for (guint i = 0; i < volumes->len; i++) {
-        SdmVolumeInfo *volume = g_ptr_array_index(volumes, i);
-        if (volume->parent)
-            volume->backing_path = g_strdup(g_hash_table_lookup(paths, volume->parent));
-    }
 }
 
 /* --- domains --- */
@@ -628,7 +614,7 @@ GPtrArray *sdm_client_list_volumes(SdmClient *client, const char *domain, GError
     for (;;) {
         SdmVolumeInfo *info = g_new0(SdmVolumeInfo, 1);
         if (!g_variant_iter_next(&rows, VOLUME_ROW_TYPE, &info->uuid, &info->image,
-                                 &info->name, &info->parent, &info->format, &info->prealloc,
+                                 &info->name, &info->parent, &info->backing_path, &info->format, &info->prealloc,
                                  &info->legality, &info->path, &info->capacity,
                                  &info->allocation, &info->generation, &info->slot,
                                  &info->ctime, &info->leaf)) {
@@ -637,39 +623,12 @@ GPtrArray *sdm_client_list_volumes(SdmClient *client, const char *domain, GError
         }
         if (!*info->parent)
             g_clear_pointer(&info->parent, g_free);
+        if (!*info->backing_path)
+            g_clear_pointer(&info->backing_path, g_free);
         info->key = g_strdup_printf("%s/%s", uuid, info->uuid);
         g_ptr_array_add(volumes, info);
     }
-    fill_backing_paths(volumes);
     return volumes;
-}
-
-/* A single volume's backing_path. The API reports only the parent's uuid, so a layer
- * costs one listing of the domain. */
-static gboolean fill_backing_path(SdmClient *client, const char *domain_uuid,
-                                  SdmVolumeInfo *volume, GError **error)
-{
-    if (!volume->parent)
-        return TRUE;
-    g_autoptr(GPtrArray) volumes = sdm_client_list_volumes(client, domain_uuid, error);
-    if (!volumes)
-        return FALSE;
-    for (guint i = 0; i < volumes->len; i++) {
-        SdmVolumeInfo *other = g_ptr_array_index(volumes, i);
-        if (g_str_equal(other->uuid, volume->parent))
-            volume->backing_path = g_strdup(other->path);
-    }
-    return TRUE;
-}
-
-/* A volume dictionary of domain `uuid` as the caller gets it, or NULL with `error` set. */
-static SdmVolumeInfo *volume_result(SdmClient *client, const char *uuid, GVariant *dict,
-                                    GError **error)
-{
-    g_autoptr(SdmVolumeInfo) volume = volume_from_dict(dict, uuid);
-    if (!fill_backing_path(client, uuid, volume, error))
-        return NULL;
-    return g_steal_pointer(&volume);
 }
 
 SdmVolumeInfo *sdm_client_lookup_volume(SdmClient *client, const char *domain,
@@ -683,7 +642,7 @@ SdmVolumeInfo *sdm_client_lookup_volume(SdmClient *client, const char *domain,
     g_autoptr(GVariant) dict = call_dict(client, "LookupVolume",
                                          g_variant_new("(ss)", uuid, name),
                                          SDM_CLIENT_CALL_TIMEOUT_MS, error);
-    return dict ? volume_result(client, uuid, dict, error) : NULL;
+    return dict ? volume_from_dict(dict, uuid) : NULL;
 }
 
 /* --- jobs --- */
@@ -781,7 +740,7 @@ static SdmVolumeInfo *run_volume_job(SdmClient *client, const char *uuid, const 
                     method);
         return NULL;
     }
-    return volume_result(client, uuid, result, error);
+    return volume_from_dict(result, uuid);
 }
 
 static void add_option(GVariantBuilder *options, const char *key, const char *value)
@@ -813,7 +772,7 @@ SdmVolumeInfo *sdm_client_plan_volume(SdmClient *client, const char *domain,
     g_autoptr(GVariant) dict = call_dict(client, "PlanVolume",
                                          g_variant_new("(ssa{sv})", uuid, name, &options),
                                          SDM_CLIENT_CALL_TIMEOUT_MS, error);
-    return dict ? volume_result(client, uuid, dict, error) : NULL;
+    return dict ? volume_from_dict(dict, uuid) : NULL;
 }
 
 SdmVolumeInfo *sdm_client_create_volume(SdmClient *client, const char *domain,
@@ -1048,7 +1007,7 @@ SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
                       "please report this bug, and look the volume up meanwhile"));
         return NULL;
     }
-    return volume_result(client, uuid, result, error);
+    return volume_from_dict(result, uuid);
 }
 
 gboolean sdm_client_remove_domain(SdmClient *client, const char *path, GError **error)

@@ -455,6 +455,7 @@ GVariant *VolumeToDict(const VolumeInfo &v)
         .Str("image", v.image)
         .Str("name", v.name)
         .Str("parent", v.parent)
+        .Str("parent_path", v.parent_path)
         .Str("format", VolumeFormatName(v.format))
         .Str("prealloc", PreallocationName(v.prealloc))
         .Str("legality", LegalityName(v.legality))
@@ -471,7 +472,7 @@ GVariant *VolumeToDict(const VolumeInfo &v)
 GVariant *VolumeToRow(const VolumeInfo &v)
 {
     return g_variant_new(SDM_VOLUME_ROW_TYPE, v.uuid.c_str(), v.image.c_str(), v.name.c_str(),
-                         v.parent.c_str(), VolumeFormatName(v.format),
+                         v.parent.c_str(), v.parent_path.c_str(), VolumeFormatName(v.format),
                          PreallocationName(v.prealloc), LegalityName(v.legality),
                          v.path.c_str(), static_cast<guint64>(v.capacity),
                          static_cast<guint64>(v.allocation), static_cast<guint64>(v.generation),
@@ -487,6 +488,7 @@ VolumeInfo VolumeFromDict(GVariant *dict)
     v.image = r.Str("image");
     v.name = r.Str("name");
     v.parent = r.Str("parent");
+    v.parent_path = r.Str("parent_path");
     v.format = ParseVolumeFormat(r.Str("format")).value_or(VolumeFormat::kRaw);
     v.prealloc = ParsePreallocation(r.Str("prealloc")).value_or(Preallocation::kSparse);
     v.legality = r.Str("legality") == LegalityName(Legality::kIllegal) ? Legality::kIllegal

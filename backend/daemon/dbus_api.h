@@ -113,7 +113,7 @@ DomainView DomainFromDict(GVariant *dict);
 
 GVariant *VolumeToDict(const VolumeInfo &volume);
 /* A ListVolumeTable row (xml/org.libvirt.Sdm1.xml): VolumeToDict's values in its order. */
-#define SDM_VOLUME_ROW_TYPE "(ssssssssttttxb)"
+#define SDM_VOLUME_ROW_TYPE "(sssssssssttttxb)"
 GVariant *VolumeToRow(const VolumeInfo &volume);
 VolumeInfo VolumeFromDict(GVariant *dict);
 

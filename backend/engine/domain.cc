@@ -427,6 +427,8 @@ VolumeInfo FileDomain::Describe(const meta::VolumeMeta &m, bool leaf, uint64_t a
     info.slot = m.slot;
     info.ctime = m.ctime;
     info.path = AbsPath(layout::VolumePath(m.image, m.uuid));
+    if (!m.parent.empty())
+        info.parent_path = AbsPath(layout::VolumePath(m.image, m.parent));
     info.leaf = leaf;
     info.allocation = allocation;
     return info;

@@ -24,6 +24,7 @@ struct VolumeInfo {
     std::string image;       /* image UUID: the chain this volume belongs to */
     std::string name;        /* user-visible, unique in the domain, 1..255 bytes */
     std::string parent;      /* UUID of the backing volume in the same image, or empty */
+    std::string parent_path; /* absolute path of the backing volume's data file, or empty */
     VolumeFormat format = VolumeFormat::kRaw;
     Preallocation prealloc = Preallocation::kSparse;
     Legality legality = Legality::kLegal;

@@ -269,7 +269,7 @@ TEST_F(ClientTest, EveryCallWorks)
         for (auto [row, dict] : {std::pair{v->uuid, one->uuid}, {v->image, one->image},
                                  {v->path, one->path}, {v->format, one->format},
                                  {v->prealloc, one->prealloc}, {v->legality, one->legality},
-                                 {v->parent, one->parent}})
+                                 {v->parent, one->parent}, {v->backing_path, one->backing_path}})
             EXPECT_STREQ(row, dict) << v->name;
         EXPECT_EQ(v->capacity, one->capacity) << v->name;
         EXPECT_EQ(v->allocation, one->allocation) << v->name;
