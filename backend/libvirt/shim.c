@@ -299,6 +299,7 @@ static int sdmPoolFill(virStoragePoolObj *obj, GPtrArray *volumes)
 typedef struct {
     virStoragePoolObj *obj; /* a reference */
     char *token;            /* the change token the pool's volume list reflects */
+    bool refresh_failed;    /* the stopPool that follows is libvirt's clean-up */
 } SdmWatch;
 
 static GMutex watchLock;
@@ -424,6 +425,39 @@ static void sdmWatchStart(virStoragePoolObj *obj)
     g_mutex_unlock(&watchLock);
 }
 
+/* A refresh failed (sdmd away, say) and libvirt emptied the pool's list: the first
+ * round with sdmd back lists it again. libvirt then calls stopPool as a clean-up - also
+ * after a refresh of its own when an upload's stream closes, with the pool left active -
+ * which must not detach the domain. */
+static void sdmWatchRefreshFailed(virStoragePoolObj *obj)
+{
+    g_mutex_lock(&watchLock);
+    for (guint i = 0; watches && i < watches->len; i++) {
+        SdmWatch *watch = g_ptr_array_index(watches, i);
+        if (watch->obj == obj) {
+            g_clear_pointer(&watch->token, g_free);
+            watch->refresh_failed = true;
+        }
+    }
+    g_mutex_unlock(&watchLock);
+}
+
+/* Whether the stopPool now running is the clean-up of a failed refresh (and forgets it). */
+static bool sdmWatchTakeRefreshFailed(virStoragePoolObj *obj)
+{
+    bool failed = false;
+    g_mutex_lock(&watchLock);
+    for (guint i = 0; watches && i < watches->len; i++) {
+        SdmWatch *watch = g_ptr_array_index(watches, i);
+        if (watch->obj == obj) {
+            failed |= watch->refresh_failed;
+            watch->refresh_failed = false;
+        }
+    }
+    g_mutex_unlock(&watchLock);
+    return failed;
+}
+
 static void sdmWatchStop(virStoragePoolObj *obj)
 {
     g_mutex_lock(&watchLock);
@@ -501,6 +535,11 @@ static int sdmStopPool(virStoragePoolObj *obj)
     SdmClient *client;
     if (!sdmPoolNs(obj))
         return stockDir->stopPool ? stockDir->stopPool(obj) : 0;
+    if (sdmWatchTakeRefreshFailed(obj)) {
+        VIR_INFO("pool '%s': staying attached after a failed refresh; the watcher lists it "
+                 "again when sdmd answers", def->name);
+        return 0;
+    }
     if (!(client = sdmPoolClient(obj)))
         return -1;
     if (!sdm_client_detach_domain(client, def->target.path, &error)) {
@@ -542,14 +581,15 @@ static int sdmRefreshPool(virStoragePoolObj *obj)
     SdmClient *client;
     if (!sdmPoolNs(obj))
         return stockDir->refreshPool(obj);
-    if (!(client = sdmPoolClient(obj)))
-        return -1;
-    g_autoptr(GPtrArray) volumes = sdm_client_list_volumes(client, def->target.path, &error);
-    if (!volumes) {
+    g_autoptr(GPtrArray) volumes = NULL;
+    if ((client = sdmPoolClient(obj)) &&
+        !(volumes = sdm_client_list_volumes(client, def->target.path, &error)))
         sdmReportError(def->name, "listing volumes", error);
+    if (!volumes || sdmPoolFill(obj, volumes) < 0) {
+        sdmWatchRefreshFailed(obj);
         return -1;
     }
-    return sdmPoolFill(obj, volumes);
+    return 0;
 }
 
 /* ---- volume callbacks ---- */
