@@ -1,11 +1,17 @@
-/* The registry of named steps and the SDM_CRASH_AT hook; see crashpoint.h. */
+/* The registry of named steps and the SDM_CRASH_AT and SDM_STALL_AT hooks; see
+ * crashpoint.h. */
 #include "backend/engine/crashpoint.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
 #include <unordered_set>
 
 namespace sdm {
@@ -25,6 +31,8 @@ const std::vector<std::string> kSteps = {
     "delete.done",
     "resize.begin", "resize.marker", "resize.durable", "resize.grow", "resize.commit",
     "resize.done",
+    "upload.begin", "upload.data", "upload.partial", "upload.sync", "upload.legal",
+    "upload.done",
     "gc.collect", "gc.remove-marker",
 };
 
@@ -32,6 +40,31 @@ const std::unordered_set<std::string> &StepSet()
 {
     static const std::unordered_set<std::string> set(kSteps.begin(), kSteps.end());
     return set;
+}
+
+/* A test that forgets to release a stall must not hang the daemon for good. */
+constexpr auto kStallLimit = std::chrono::seconds(30);
+constexpr auto kStallPoll = std::chrono::milliseconds(10);
+
+void Stall(const char *step)
+{
+    static std::atomic<bool> stalled{false};
+    if (stalled.exchange(true))
+        return;
+    fprintf(stderr, "libvirt-sdm: SDM_STALL_AT: stalled at step '%s'\n", step);
+    const char *file = getenv("SDM_STALL_FILE");
+    bool announced = false;
+    if (file && *file) {
+        int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            announced = write(fd, step, strlen(step)) == static_cast<ssize_t>(strlen(step));
+            close(fd);
+        }
+    }
+    auto deadline = std::chrono::steady_clock::now() + kStallLimit;
+    while (std::chrono::steady_clock::now() < deadline &&
+           (!announced || access(file, F_OK) == 0))
+        std::this_thread::sleep_for(kStallPoll);
 }
 
 }  // namespace
@@ -45,8 +78,11 @@ void Step(const char *step, OpObserver *observer)
     if (observer)
         observer->OnStep(step);
     static const char *crash_at = getenv("SDM_CRASH_AT");
-    if (crash_at && *crash_at && std::string(crash_at) == step)
+    static const char *stall_at = getenv("SDM_STALL_AT");
+    if (crash_at && strcmp(crash_at, step) == 0)
         kill(getpid(), SIGKILL);
+    if (stall_at && strcmp(stall_at, step) == 0)
+        Stall(step);
 }
 
 const std::vector<std::string> &AllSteps() { return kSteps; }

@@ -270,7 +270,7 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
                                             OpObserver *observer)
 {
     OpRun run(*this, observer, name);
-    Status status = run.Phase("upload.begin");
+    Status status = run.Enter("upload.begin");
     if (status.ok() && source.fd < 0)
         status = Status::Error(ErrorCode::kInvalidArgument,
                                _("no descriptor to read the upload from; pass one"));
@@ -302,7 +302,7 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
         auto data = fileio::OpenAt(w->image_dir.get(), m.uuid, O_WRONLY);
         if (!data.ok())
             return data.status();
-        SDM_RETURN_IF_ERROR(run.Phase("upload.data"));
+        SDM_RETURN_IF_ERROR(run.Enter("upload.data"));
         std::vector<char> buf(kChunk + 1);
         for (;;) {
             /* One byte more than the room left tells "ends exactly here" from "too much". */
@@ -328,12 +328,15 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
                                         : PWriteFull(data->get(), buf.data() + at, n, where, rel));
             }
             written += *got;
+            /* Reached once, with the first chunk on the file and unsynced: part of the data. */
+            if (written == *got)
+                SDM_RETURN_IF_ERROR(run.Enter("upload.partial"));
             if (observer)
                 observer->OnProgress(written, length ? length : raw ? limit : written);
         }
         if (source.confirm_end)
             SDM_RETURN_IF_ERROR(source.confirm_end(observer));
-        SDM_RETURN_IF_ERROR(run.Phase("upload.sync"));
+        SDM_RETURN_IF_ERROR(run.Enter("upload.sync"));
         if (!raw) {
             /* A whole qcow2 file replaces the old one; a hole punched at its end needs the
              * size set. */
@@ -360,11 +363,12 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
         return run.Fail(status);
     }
 
-    (void)run.Phase("upload.legal");
+    (void)run.Enter("upload.legal");
     bool whole = offset == 0 && (raw ? written == m.capacity : length == 0);
     auto info = FinishWrite(*this, *w, w->was_legal || whole);
     if (!info.ok())
         return run.Fail(info.status());
+    (void)run.Enter("upload.done");
     return info;
 }
 
