@@ -27,6 +27,15 @@ std::string JsonString(const std::string &json, const std::string &key)
 class PythonLibvirtTest : public ClientPoolsTest,
                           public ::testing::WithParamInterface<const char *> {
 protected:
+    /* sdmd holds the first clone at its copy step until the script's poller has read the
+     * clone's info() there and removes the file (tests/libvirt/python_test.py). */
+    void SetUp() override
+    {
+        sdmd_env_ = {"SDM_STALL_AT=clone.copy", "SDM_STALL_FILE=" + StallFile()};
+        ClientPoolsTest::SetUp();
+    }
+    std::string StallFile() const { return tmp_.Sub("clone-held"); }
+
     /* Runs the script against pool `pool`: its JSON summary, or a test failure. */
     std::string RunScript(const std::string &pool)
     {
@@ -34,7 +43,10 @@ protected:
         EXPECT_NE(script, nullptr) << "$SDM_PYTHON_TEST is not set; run with `meson test`";
         if (!script)
             return "";
-        CommandResult r = testing::Run({kPython, script, libvirt_->uri(), pool});
+        std::vector<std::string> argv = {kPython, script, libvirt_->uri(), pool};
+        if (pool == "sd")
+            argv.push_back(StallFile());
+        CommandResult r = testing::Run(argv);
         EXPECT_EQ(r.exit_code, 0) << r.out;
         size_t last = r.out.rfind("\n{");
         return r.out.substr(last == std::string::npos ? 0 : last + 1);

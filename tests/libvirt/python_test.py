@@ -12,7 +12,11 @@ assertion that exits non-zero naming what went wrong; on success the last line o
 a JSON summary that tests/libvirt/python_test.cc checks against storage.
 
 Run by python_test.cc with Debian's /usr/bin/python3 (python3-libvirt is not on other
-interpreters' paths):  python_test.py URI POOL
+interpreters' paths):  python_test.py URI POOL [STALL_FILE]
+With STALL_FILE (our pool: sdmd runs with SDM_STALL_AT=clone.copy and SDM_STALL_FILE), sdmd
+holds the clone at its copy step until the poller, having read info() there, removes the
+file: the poll during the copy is certain, not a race against the copy's speed. A stock
+pool's copy is not held; its polls are counted but not required.
 The poller thread shares the connection with the main thread (libvirt connections are
 thread-safe; the binding drops the GIL during calls); it only appends to its own lists,
 which the main thread reads after joining it."""
@@ -165,26 +169,33 @@ class Poller(threading.Thread):
     stop. A missing volume before the first sighting is expected (the create has not
     registered it yet); any other error, or one after the volume was seen, is recorded."""
 
-    def __init__(self, pool, name):
+    HELD_POLLS = 3  # info() calls made while sdmd holds the copy, before releasing it
+
+    def __init__(self, pool, name, stall_file):
         super().__init__(daemon=True)
-        self.pool, self.name = pool, name
+        self.pool, self.name, self.stall_file = pool, name, stall_file
         self.stop = threading.Event()
         self.infos, self.errors = [], []
+        self.held_polls = 0
 
     def run(self):
         vol = None
         while not self.stop.is_set():
+            held = self.stall_file is not None and os.path.exists(self.stall_file)
             try:
                 if vol is None:
                     vol = self.pool.storageVolLookupByName(self.name)
                 self.infos.append(vol.info())
+                self.held_polls += held
             except libvirt.libvirtError as e:
                 if vol is not None or e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     self.errors.append(str(e))
+            if self.held_polls >= self.HELD_POLLS and held:
+                os.unlink(self.stall_file)  # sdmd goes on copying
             self.stop.wait(POLL_SECONDS)
 
 
-def main(uri, pool_name):
+def main(uri, pool_name, stall_file=None):
     # Errors are raised as exceptions and reported once; the default handler would also
     # print the expected ones (a lookup before the clone exists) to stderr.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -199,16 +210,16 @@ def main(uri, pool_name):
     fill(src.path(), SOURCE_BYTES)
     src_sum = sha256(src.path())
 
-    poller = Poller(pool, "py-clone")
+    poller = Poller(pool, "py-clone", stall_file)
     poller.start()
     clone = pool.createXMLFrom(volume_xml("py-clone", 0), src, 0)
     polls_during_copy = len(poller.infos)
     poller.stop.set()
     poller.join()
     check(not poller.errors, "info() during the clone failed: %s" % poller.errors)
-    check(polls_during_copy > 0,
-          "the poller never saw py-clone while createXMLFrom ran (%d lookups missed)"
-          % len(poller.errors))
+    check(stall_file is None or poller.held_polls >= Poller.HELD_POLLS,
+          "the poller read info() %d times while sdmd held the copy (%d lookups missed)"
+          % (poller.held_polls, len(poller.errors)))
     for _, cap, alloc in poller.infos:
         check(cap in (0, SOURCE_BYTES), "info() during the copy gave capacity %d" % cap)
         check(alloc <= SOURCE_BYTES + MIB, "info() during the copy gave allocation %d" % alloc)
@@ -252,6 +263,7 @@ def main(uri, pool_name):
 
     print(json.dumps({
         "polls_during_copy": polls_during_copy,
+        "polls_while_held": poller.held_polls,
         "source_path": src.path(),
         "source_sha256": src_sum,
         "clone_path": clone_path,
@@ -262,9 +274,9 @@ def main(uri, pool_name):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python_test.py URI POOL")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python_test.py URI POOL [STALL_FILE]")
     try:
-        main(sys.argv[1], sys.argv[2])
+        main(*sys.argv[1:])
     except (CheckFailed, libvirt.libvirtError) as e:
         sys.exit("python_test.py (%s): %s" % (sys.argv[2], e))

@@ -127,14 +127,15 @@ void DefineBuildStartPool(const LibvirtHarness &libvirt, const std::string &name
 ::testing::AssertionResult StartSdmdAndLibvirtd(const std::string &dir,
                                                 const std::string &sdmd_config,
                                                 std::unique_ptr<DaemonHarness> *sdmd,
-                                                std::unique_ptr<LibvirtHarness> *libvirt)
+                                                std::unique_ptr<LibvirtHarness> *libvirt,
+                                                const std::vector<std::string> &sdmd_env)
 {
     for (const std::string &sub : {dir, dir + "/sdmd", dir + "/libvirt"}) {
         if (mkdir(sub.c_str(), 0700) != 0 && errno != EEXIST)
             return ::testing::AssertionFailure() << "mkdir " << sub << ": " << strerror(errno);
     }
     *sdmd = std::make_unique<DaemonHarness>(dir + "/sdmd");
-    auto started = (*sdmd)->Start(sdmd_config);
+    auto started = (*sdmd)->Start(sdmd_config, sdmd_env);
     if (!started)
         return started;
     *libvirt = std::make_unique<LibvirtHarness>(dir + "/libvirt");
@@ -160,7 +161,8 @@ void LibvirtPoolsTest::SetUp()
 {
     domain_ = tmp_.Sub("domain");
     stock_ = tmp_.Sub("stock");
-    ASSERT_TRUE(StartSdmdAndLibvirtd(tmp_.path(), "lease_backend=local", &sdmd_, &libvirt_));
+    ASSERT_TRUE(StartSdmdAndLibvirtd(tmp_.path(), "lease_backend=local", &sdmd_, &libvirt_,
+                                     sdmd_env_));
 }
 
 void LibvirtPoolsTest::TearDown()

@@ -64,12 +64,14 @@ std::set<std::string> VolListNames(const std::string &vol_list);
 void DefineBuildStartPool(const LibvirtHarness &libvirt, const std::string &name,
                           const std::string &xml_path);
 
-/* One simulated host of the libvirt suites: an sdmd with `sdmd_config` in `dir`/sdmd and
- * a private libvirtd in `dir`/libvirt (both directories made here). */
+/* One simulated host of the libvirt suites: an sdmd with `sdmd_config` (and `sdmd_env` in
+ * its environment) in `dir`/sdmd and a private libvirtd in `dir`/libvirt (both directories
+ * made here). */
 ::testing::AssertionResult StartSdmdAndLibvirtd(const std::string &dir,
                                                 const std::string &sdmd_config,
                                                 std::unique_ptr<DaemonHarness> *sdmd,
-                                                std::unique_ptr<LibvirtHarness> *libvirt);
+                                                std::unique_ptr<LibvirtHarness> *libvirt,
+                                                const std::vector<std::string> &sdmd_env = {});
 /* Ends what StartSdmdAndLibvirtd started, libvirtd first; after a failed test both logs go
  * to stderr. An sdmd still running must stop cleanly. */
 void StopSdmdAndLibvirtd(std::unique_ptr<DaemonHarness> *sdmd,
@@ -92,6 +94,7 @@ protected:
 
     TempDir tmp_;
     std::string domain_, stock_;
+    std::vector<std::string> sdmd_env_; /* set before SetUp: sdmd's extra environment */
     std::unique_ptr<DaemonHarness> sdmd_;
     std::unique_ptr<LibvirtHarness> libvirt_;
 };
