@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import threading
+import time
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -177,11 +178,16 @@ class Poller(threading.Thread):
         self.stop = threading.Event()
         self.infos, self.errors = [], []
         self.held_polls = 0
+        # What a failure report needs: lookups that found nothing yet, whether the stall
+        # file was ever seen, the longest single call (a call blocked on a lock shows here).
+        self.not_yet, self.saw_stall, self.longest_call = 0, False, 0.0
 
     def run(self):
         vol = None
         while not self.stop.is_set():
             held = self.stall_file is not None and os.path.exists(self.stall_file)
+            self.saw_stall |= held
+            started = time.monotonic()
             try:
                 if vol is None:
                     vol = self.pool.storageVolLookupByName(self.name)
@@ -190,6 +196,9 @@ class Poller(threading.Thread):
             except libvirt.libvirtError as e:
                 if vol is not None or e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     self.errors.append(str(e))
+                else:
+                    self.not_yet += 1
+            self.longest_call = max(self.longest_call, time.monotonic() - started)
             if self.held_polls >= self.HELD_POLLS and held:
                 os.unlink(self.stall_file)  # sdmd goes on copying
             self.stop.wait(POLL_SECONDS)
@@ -218,8 +227,10 @@ def main(uri, pool_name, stall_file=None):
     poller.join()
     check(not poller.errors, "info() during the clone failed: %s" % poller.errors)
     check(stall_file is None or poller.held_polls >= Poller.HELD_POLLS,
-          "the poller read info() %d times while sdmd held the copy (%d lookups missed)"
-          % (poller.held_polls, len(poller.errors)))
+          "the poller read info() %d times while sdmd held the copy (%d in all; stall file "
+          "seen: %s; %d lookups before the volume existed; longest call %.1f s)"
+          % (poller.held_polls, polls_during_copy, poller.saw_stall, poller.not_yet,
+             poller.longest_call))
     for _, cap, alloc in poller.infos:
         check(cap in (0, SOURCE_BYTES), "info() during the copy gave capacity %d" % cap)
         check(alloc <= SOURCE_BYTES + MIB, "info() during the copy gave allocation %d" % alloc)
