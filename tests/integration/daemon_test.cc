@@ -25,27 +25,6 @@ constexpr uid_t kNobody = 65534;
 constexpr gid_t kNogroup = 65534;
 constexpr char kErrorPrefix[] = "org.libvirt.Sdm1.Error.";
 
-GVariant *Opts(std::initializer_list<std::pair<const char *, GVariant *>> items)
-{
-    GVariantBuilder builder;
-    g_variant_builder_init(&builder, G_VARIANT_TYPE_VARDICT);
-    for (const auto &[key, value] : items)
-        g_variant_builder_add(&builder, "{sv}", key, value);
-    return g_variant_builder_end(&builder);
-}
-
-std::vector<std::string> Strv(GVariant *dict, const char *key)
-{
-    std::vector<std::string> items;
-    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_STRING_ARRAY);
-    if (!value)
-        return {"<missing>"};
-    g_autofree const char **strv = g_variant_get_strv(value, nullptr);
-    for (const char **s = strv; *s; s++)
-        items.emplace_back(*s);
-    return items;
-}
-
 /* The signals of one connection, in the order they arrived. */
 struct Signals {
     std::vector<std::pair<std::string, std::string>> changed;  /* job id, state */

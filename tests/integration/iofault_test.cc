@@ -95,27 +95,6 @@ struct Tally {
     uint64_t failed_but_done = 0;/* an error, yet the GC completed the operation */
 };
 
-GVariant *Opts(std::initializer_list<std::pair<const char *, GVariant *>> items)
-{
-    GVariantBuilder builder;
-    g_variant_builder_init(&builder, G_VARIANT_TYPE_VARDICT);
-    for (const auto &[key, value] : items)
-        g_variant_builder_add(&builder, "{sv}", key, value);
-    return g_variant_builder_end(&builder);
-}
-
-std::vector<std::string> Strv(GVariant *dict, const char *key)
-{
-    std::vector<std::string> items;
-    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_STRING_ARRAY);
-    if (!value)
-        return {"<missing " + std::string(key) + ">"};
-    g_autofree const char **strv = g_variant_get_strv(value, nullptr);
-    for (const char **s = strv; *s; s++)
-        items.emplace_back(*s);
-    return items;
-}
-
 /* SHA-256 of every file of a directory tree, by path below it; symlinks by their text. */
 void TreeSums(const std::string &dir, const std::string &rel,
               std::map<std::string, std::string> *sums)

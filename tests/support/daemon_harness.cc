@@ -235,4 +235,25 @@ uint32_t U32(GVariant *dict, const char *key)
     return value ? g_variant_get_uint32(value) : ~0u;
 }
 
+std::vector<std::string> Strv(GVariant *dict, const char *key)
+{
+    g_autoptr(GVariant) value = g_variant_lookup_value(dict, key, G_VARIANT_TYPE_STRING_ARRAY);
+    if (!value)
+        return {"<missing>"};
+    std::vector<std::string> items;
+    g_autofree const char **strv = g_variant_get_strv(value, nullptr);
+    for (const char **s = strv; *s; s++)
+        items.emplace_back(*s);
+    return items;
+}
+
+GVariant *Opts(std::initializer_list<std::pair<const char *, GVariant *>> items)
+{
+    GVariantBuilder builder;
+    g_variant_builder_init(&builder, G_VARIANT_TYPE_VARDICT);
+    for (const auto &[key, value] : items)
+        g_variant_builder_add(&builder, "{sv}", key, value);
+    return g_variant_builder_end(&builder);
+}
+
 }  // namespace sdm::testing

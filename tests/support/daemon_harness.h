@@ -15,7 +15,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/support/test_support.h"
@@ -85,5 +87,8 @@ CommandResult RunAs(uid_t uid, gid_t gid, const std::vector<std::string> &argv,
 std::string Str(GVariant *dict, const char *key);
 uint64_t U64(GVariant *dict, const char *key);
 uint32_t U32(GVariant *dict, const char *key);
+std::vector<std::string> Strv(GVariant *dict, const char *key);
+/* An a{sv} of `items` (floating, for a call's arguments). */
+GVariant *Opts(std::initializer_list<std::pair<const char *, GVariant *>> items);
 
 }  // namespace sdm::testing

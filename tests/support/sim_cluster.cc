@@ -312,15 +312,12 @@ std::string SimCluster::ids_path() const
 {
     if (mkdir(root_.c_str(), 0755) != 0 && errno != EEXIST)
         return ::testing::AssertionFailure() << "mkdir " << root_ << ": " << strerror(errno);
-    GVariantBuilder options;
-    g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add(&options, "{sv}", "io_timeout", g_variant_new_uint32(1));
     std::string error;
-    g_autoptr(GVariant) formatted =
-        host(formatter).Out("FormatDomain",
-                            g_variant_new("(s@a{sv})", root_.c_str(),
-                                          g_variant_builder_end(&options)),
-                            &error);
+    g_autoptr(GVariant) formatted = host(formatter).Out(
+        "FormatDomain",
+        g_variant_new("(s@a{sv})", root_.c_str(),
+                      Opts({{"io_timeout", g_variant_new_uint32(1)}})),
+        &error);
     if (!formatted)
         return ::testing::AssertionFailure() << "format: " << error;
     uuid_ = Str(formatted, "uuid");
@@ -447,11 +444,9 @@ SweepReport SimCluster::Sweep(SimHost &h)
                                                         const std::string &name,
                                                         JobOutcome *clone)
 {
-    GVariantBuilder qcow2;
-    g_variant_builder_init(&qcow2, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add(&qcow2, "{sv}", "format", g_variant_new_string("qcow2"));
-    *clone = h.Submit("CloneVolume", g_variant_new("(sss@a{sv})", uuid_.c_str(), source.c_str(),
-                                                   name.c_str(), g_variant_builder_end(&qcow2)));
+    *clone = h.Submit("CloneVolume",
+                      g_variant_new("(sss@a{sv})", uuid_.c_str(), source.c_str(), name.c_str(),
+                                    Opts({{"format", g_variant_new_string("qcow2")}})));
     if (!clone->submitted)
         return ::testing::AssertionFailure() << "host " << h.id() << " refused the clone";
     if (!SpinUntil([&] { return h.Step(clone->id) == "clone.copy"; }))
