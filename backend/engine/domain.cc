@@ -523,19 +523,14 @@ Result<std::vector<VolumeInfo>> FileDomain::ListVolumes()
             if (!image.ok())
                 continue;
             image->dir = fileio::Fd();
-            if (dir.st_mtim.tv_sec >= settled || dir.st_ctim.tv_sec >= settled) {
-                for (const auto &m : image->volumes)
-                    result.push_back(Describe(m, image->IsLeaf(m.uuid),
-                                              AllocatedAt(images_.get(), uuid + "/" + m.uuid)));
-                continue;
-            }
             hit = known.insert_or_assign(uuid, ListedImage{dir, std::move(*image)}).first;
         }
         const Image &image = hit->second.image;
         for (const auto &m : image.volumes)
             result.push_back(
                 Describe(m, image.IsLeaf(m.uuid), AllocatedAt(images_.get(), uuid + "/" + m.uuid)));
-        listed.insert(known.extract(hit));
+        if (dir.st_mtim.tv_sec < settled && dir.st_ctim.tv_sec < settled)
+            listed.insert(known.extract(hit));
     }
     {
         std::lock_guard<std::mutex> lock(listing_mutex_);
