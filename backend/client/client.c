@@ -496,12 +496,14 @@ void sdm_domain_info_free(SdmDomainInfo *info)
     g_free(info);
 }
 
-/* A volume of the domain `domain_uuid`. */
-static SdmVolumeInfo *volume_from_dict(GVariant *dict, const char *domain_uuid)
+/* A volume as sdmd describes it; its key joins the "domain" sdmd names with its uuid. */
+static SdmVolumeInfo *volume_from_dict(GVariant *dict)
 {
     SdmVolumeInfo *info = g_new0(SdmVolumeInfo, 1);
     read_dict(dict, kVolumeFields, G_N_ELEMENTS(kVolumeFields), info);
-    info->key = g_strdup_printf("%s/%s", domain_uuid, info->uuid);
+    const char *domain = "";
+    g_variant_lookup(dict, "domain", "&s", &domain);
+    info->key = g_strdup_printf("%s/%s", domain, info->uuid);
     return info;
 }
 
@@ -634,15 +636,12 @@ GPtrArray *sdm_client_list_volumes(SdmClient *client, const char *domain, GError
 SdmVolumeInfo *sdm_client_lookup_volume(SdmClient *client, const char *domain,
                                         const char *name, GError **error)
 {
-    if (!check_text(name, _("volume name"), error))
-        return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error))
         return NULL;
     g_autoptr(GVariant) dict = call_dict(client, "LookupVolume",
-                                         g_variant_new("(ss)", uuid, name),
+                                         g_variant_new("(ss)", domain, name),
                                          SDM_CLIENT_CALL_TIMEOUT_MS, error);
-    return dict ? volume_from_dict(dict, uuid) : NULL;
+    return dict ? volume_from_dict(dict) : NULL;
 }
 
 /* --- jobs --- */
@@ -726,8 +725,8 @@ static GVariant *run_job(SdmClient *client, const char *method, GVariant *args,
 }
 
 /* Runs a job that makes or changes volume and returns that volume. */
-static SdmVolumeInfo *run_volume_job(SdmClient *client, const char *uuid, const char *method,
-                                     GVariant *args, const SdmWait *wait, GError **error)
+static SdmVolumeInfo *run_volume_job(SdmClient *client, const char *method, GVariant *args,
+                                     const SdmWait *wait, GError **error)
 {
     g_autoptr(GVariant) job = run_job(client, method, args, wait, error);
     if (!job)
@@ -740,7 +739,7 @@ static SdmVolumeInfo *run_volume_job(SdmClient *client, const char *uuid, const 
                     method);
         return NULL;
     }
-    return volume_from_dict(result, uuid);
+    return volume_from_dict(result);
 }
 
 static void add_option(GVariantBuilder *options, const char *key, const char *value)
@@ -760,19 +759,16 @@ static void add_plan(GVariantBuilder *options, const SdmVolumeInfo *plan)
 SdmVolumeInfo *sdm_client_plan_volume(SdmClient *client, const char *domain,
                                       const char *name, const char *backing, GError **error)
 {
-    if (!check_text(name, _("volume name"), error) ||
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error) ||
         (backing && !check_text(backing, _("backing volume name"), error)))
-        return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
         return NULL;
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "backing", backing);
     g_autoptr(GVariant) dict = call_dict(client, "PlanVolume",
-                                         g_variant_new("(ssa{sv})", uuid, name, &options),
+                                         g_variant_new("(ssa{sv})", domain, name, &options),
                                          SDM_CLIENT_CALL_TIMEOUT_MS, error);
-    return dict ? volume_from_dict(dict, uuid) : NULL;
+    return dict ? volume_from_dict(dict) : NULL;
 }
 
 SdmVolumeInfo *sdm_client_create_volume(SdmClient *client, const char *domain,
@@ -781,13 +777,10 @@ SdmVolumeInfo *sdm_client_create_volume(SdmClient *client, const char *domain,
                                         const char *backing, const SdmVolumeInfo *plan,
                                         const SdmWait *wait, GError **error)
 {
-    if (!check_text(name, _("volume name"), error) ||
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error) ||
         (format && !check_text(format, _("format"), error)) ||
         (prealloc && !check_text(prealloc, _("preallocation"), error)) ||
         (backing && !check_text(backing, _("backing volume name"), error)))
-        return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
         return NULL;
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
@@ -795,8 +788,8 @@ SdmVolumeInfo *sdm_client_create_volume(SdmClient *client, const char *domain,
     add_option(&options, "prealloc", prealloc);
     add_option(&options, "backing", backing);
     add_plan(&options, plan);
-    return run_volume_job(client, uuid, "CreateVolume",
-                          g_variant_new("(sst@a{sv})", uuid, name, capacity,
+    return run_volume_job(client, "CreateVolume",
+                          g_variant_new("(sst@a{sv})", domain, name, capacity,
                                         g_variant_builder_end(&options)),
                           wait, error);
 }
@@ -806,19 +799,17 @@ SdmVolumeInfo *sdm_client_clone_volume(SdmClient *client, const char *domain,
                                        const char *format, const SdmVolumeInfo *plan,
                                        const SdmWait *wait, GError **error)
 {
-    if (!check_text(source, _("source volume name"), error) ||
+    if (!check_text(domain, _("domain"), error) ||
+        !check_text(source, _("source volume name"), error) ||
         !check_text(name, _("volume name"), error) ||
         (format && !check_text(format, _("format"), error)))
-        return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
         return NULL;
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "format", format);
     add_plan(&options, plan);
-    return run_volume_job(client, uuid, "CloneVolume",
-                          g_variant_new("(sss@a{sv})", uuid, source, name,
+    return run_volume_job(client, "CloneVolume",
+                          g_variant_new("(sss@a{sv})", domain, source, name,
                                         g_variant_builder_end(&options)),
                           wait, error);
 }
@@ -837,13 +828,10 @@ SdmVolumeInfo *sdm_client_resize_volume(SdmClient *client, const char *domain,
                                         const char *name, guint64 capacity,
                                         const SdmWait *wait, GError **error)
 {
-    if (!check_text(name, _("volume name"), error))
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error))
         return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
-        return NULL;
-    return run_volume_job(client, uuid, "ResizeVolume",
-                          g_variant_new("(sst)", uuid, name, capacity), wait, error);
+    return run_volume_job(client, "ResizeVolume",
+                          g_variant_new("(sst)", domain, name, capacity), wait, error);
 }
 
 /* --- leases and maintenance --- */
@@ -956,16 +944,13 @@ gboolean sdm_client_cancel_job(SdmClient *client, const char *job, GError **erro
 SdmVolumeInfo *sdm_client_wipe_volume(SdmClient *client, const char *domain, const char *name,
                                       const SdmWait *wait, GError **error)
 {
-    if (!check_text(name, _("volume name"), error))
-        return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error))
         return NULL;
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "algorithm", "zero");
-    return run_volume_job(client, uuid, "WipeVolume",
-                          g_variant_new("(ss@a{sv})", uuid, name,
+    return run_volume_job(client, "WipeVolume",
+                          g_variant_new("(ss@a{sv})", domain, name,
                                         g_variant_builder_end(&options)),
                           wait, error);
 }
@@ -976,12 +961,9 @@ SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
                                         guint64 capacity, const SdmVolumeInfo *plan,
                                         const SdmWait *wait, GError **error)
 {
-    if (!check_text(name, _("volume name"), error) ||
+    if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error) ||
         (source_format && !check_text(source_format, _("source format"), error)) ||
         (format && !check_text(format, _("format"), error)))
-        return NULL;
-    g_autofree char *uuid = domain_uuid(client, domain, error);
-    if (!uuid)
         return NULL;
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
@@ -992,7 +974,7 @@ SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
     add_plan(&options, plan);
     const int fds[] = {source_fd};
     g_autofree char *job = start_fd_job(client, "ImportVolume",
-                                        g_variant_new("(ssh@a{sv})", uuid, name, 0,
+                                        g_variant_new("(ssh@a{sv})", domain, name, 0,
                                                       g_variant_builder_end(&options)),
                                         fds, 1, error);
     if (!job)
@@ -1007,7 +989,7 @@ SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
                       "please report this bug, and look the volume up meanwhile"));
         return NULL;
     }
-    return volume_from_dict(result, uuid);
+    return volume_from_dict(result);
 }
 
 gboolean sdm_client_remove_domain(SdmClient *client, const char *path, GError **error)

@@ -448,9 +448,10 @@ DomainView DomainFromDict(GVariant *dict)
     return domain;
 }
 
-GVariant *VolumeToDict(const VolumeInfo &v)
+GVariant *VolumeToDict(const VolumeInfo &v, const std::string &domain)
 {
     return DictBuilder()
+        .Str("domain", domain)
         .Str("uuid", v.uuid)
         .Str("image", v.image)
         .Str("name", v.name)
@@ -559,6 +560,7 @@ GVariant *JobToDict(const JobView &view)
         image = view.volume->image;
         volume = view.volume->uuid;
     }
+    const std::string &domain = view.domain.empty() ? context.domain : view.domain;
     DictBuilder dict;
     dict.Str("id", job.id)
         .Str("type", job.type)
@@ -569,13 +571,13 @@ GVariant *JobToDict(const JobView &view)
         .U64("total", job.total)
         .Str("error_code", job.error.ok() ? "" : ErrorCodeName(job.error.code()))
         .Str("error_message", job.error.ok() ? "" : job.error.ToString())
-        .Str("domain", view.domain.empty() ? context.domain : view.domain)
+        .Str("domain", domain)
         .Str("image", image)
         .Str("volume", volume)
         .I64("started", UnixSeconds(job.started))
         .I64("finished", job.finished ? UnixSeconds(*job.finished) : 0);
     if (view.volume)
-        dict.Dict("result", VolumeToDict(*view.volume));
+        dict.Dict("result", VolumeToDict(*view.volume, domain));
     else if (view.gc_report)
         dict.Dict("result", GcReportToDict(*view.gc_report));
     return dict.Finish();

@@ -111,7 +111,8 @@ struct DomainView {
 GVariant *DomainToDict(const DomainView &domain);
 DomainView DomainFromDict(GVariant *dict);
 
-GVariant *VolumeToDict(const VolumeInfo &volume);
+/* `domain`: the uuid of the volume's domain (the dictionary's "domain"). */
+GVariant *VolumeToDict(const VolumeInfo &volume, const std::string &domain);
 /* A ListVolumeTable row (xml/org.libvirt.Sdm1.xml): VolumeToDict's values in its order. */
 #define SDM_VOLUME_ROW_TYPE "(sssssssssttttxb)"
 GVariant *VolumeToRow(const VolumeInfo &volume);

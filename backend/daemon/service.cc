@@ -1156,11 +1156,11 @@ void Service::PlanVolume(GDBusMethodInvocation *invocation, const char *domain,
     OffMainLoop([planned, target = *entry, params] {
                     *planned = target->With([&](Domain &d) { return d.PlanVolume(params); });
                 },
-                [planned, invocation] {
+                [planned, invocation, uuid = (*entry)->info.uuid] {
                     const Result<VolumeInfo> &volume = **planned;
                     if (!volume.ok())
                         return dbus::ReturnError(invocation, volume.status());
-                    ReturnDict(invocation, dbus::VolumeToDict(*volume));
+                    ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
                 });
 }
 
@@ -1175,16 +1175,17 @@ void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain
     OffMainLoop([found, target = *entry, volume = std::string(name)] {
                     *found = target->With([&](Domain &d) { return d.LookupVolume(volume); });
                 },
-                [found, invocation] {
+                [found, invocation, uuid = (*entry)->info.uuid] {
                     const Result<VolumeInfo> &volume = **found;
                     if (!volume.ok())
                         return dbus::ReturnError(invocation, volume.status());
-                    ReturnDict(invocation, dbus::VolumeToDict(*volume));
+                    ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
                 });
 }
 
 void Service::ReplyWithVolumes(GDBusMethodInvocation *invocation, const char *domain,
-                               GVariant *(*reply)(const std::vector<VolumeInfo> &))
+                               GVariant *(*reply)(const std::vector<VolumeInfo> &,
+                                                  const std::string &domain))
 {
     auto entry = Find(domain);
     if (!entry.ok())
@@ -1193,28 +1194,30 @@ void Service::ReplyWithVolumes(GDBusMethodInvocation *invocation, const char *do
     OffMainLoop([listed, target = *entry] {
                     *listed = target->With([](Domain &d) { return d.ListVolumes(); });
                 },
-                [listed, invocation, reply] {
+                [listed, invocation, reply, uuid = (*entry)->info.uuid] {
                     const auto &volumes = **listed;
                     if (!volumes.ok())
                         return dbus::ReturnError(invocation, volumes.status());
-                    g_dbus_method_invocation_return_value(invocation, reply(*volumes));
+                    g_dbus_method_invocation_return_value(invocation, reply(*volumes, uuid));
                 });
 }
 
 void Service::ListVolumes(GDBusMethodInvocation *invocation, const char *domain)
 {
-    ReplyWithVolumes(invocation, domain, [](const std::vector<VolumeInfo> &volumes) {
+    ReplyWithVolumes(invocation, domain,
+                     [](const std::vector<VolumeInfo> &volumes, const std::string &uuid) {
         GVariantBuilder list;
         g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
         for (const auto &volume : volumes)
-            g_variant_builder_add_value(&list, dbus::VolumeToDict(volume));
+            g_variant_builder_add_value(&list, dbus::VolumeToDict(volume, uuid));
         return g_variant_new("(aa{sv})", &list);
     });
 }
 
 void Service::ListVolumeTable(GDBusMethodInvocation *invocation, const char *domain)
 {
-    ReplyWithVolumes(invocation, domain, [](const std::vector<VolumeInfo> &volumes) {
+    ReplyWithVolumes(invocation, domain,
+                     [](const std::vector<VolumeInfo> &volumes, const std::string &) {
         GVariantBuilder rows;
         g_variant_builder_init(&rows, G_VARIANT_TYPE("a" SDM_VOLUME_ROW_TYPE));
         for (const auto &volume : volumes)

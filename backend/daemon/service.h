@@ -124,7 +124,8 @@ private:
     void ListVolumeTable(GDBusMethodInvocation *invocation, const char *domain);
     /* Lists a domain off the main loop and answers with `reply` made from the volumes. */
     void ReplyWithVolumes(GDBusMethodInvocation *invocation, const char *domain,
-                          GVariant *(*reply)(const std::vector<VolumeInfo> &));
+                          GVariant *(*reply)(const std::vector<VolumeInfo> &,
+                                             const std::string &domain));
     void GetLeaseXml(GDBusMethodInvocation *invocation, const char *domain, const char *name);
     void CollectGarbage(GDBusMethodInvocation *invocation, const char *domain,
                         gboolean dry_run);

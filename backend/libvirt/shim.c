@@ -128,11 +128,17 @@ static SdmClient *sdmPoolClient(virStoragePoolObj *obj)
 /* ---- volumes planned by createVol, built by buildVol ---- */
 
 /* What createVol decided, for buildVol or buildVolFrom (which see only a copy of the
- * volume definition, with the pool unlocked). */
+ * volume definition, with the pool unlocked), and what came of it. */
+typedef enum {
+    SDM_PLAN_MADE,   /* by createVol, for the build */
+    SDM_PLAN_BUILT,  /* info is the volume the build made, for libvirt's refreshVol next */
+    SDM_PLAN_FAILED, /* the build failed; libvirt's clean-up deleteVol is ours to answer */
+} SdmPlanState;
+
 typedef struct {
     SdmVolumeInfo *info; /* uuid, image, key, path */
     char *backing;       /* name of the backing volume, or NULL */
-    bool failed;         /* its build failed; libvirt's clean-up deleteVol is ours to answer */
+    SdmPlanState state;
 } SdmPlan;
 
 static void sdmPlanFree(SdmPlan *plan)
@@ -148,8 +154,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SdmPlan, sdmPlanFree);
 static GMutex plansLock;
 static GHashTable *plans; /* volume key (owned by the plan) -> SdmPlan* */
 
-static void sdmPlanPut(SdmPlan *plan)
+static void sdmPlanPut(SdmPlan *plan, SdmPlanState state)
 {
+    plan->state = state;
     g_mutex_lock(&plansLock);
     if (!plans)
         plans = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
@@ -158,16 +165,25 @@ static void sdmPlanPut(SdmPlan *plan)
     g_mutex_unlock(&plansLock);
 }
 
-/* Takes the plan out of the table, or reports that createVol made none for this key. */
-static SdmPlan *sdmPlanTake(const virStorageVolDef *vol)
+/* Takes the volume's plan out of the table if it is in `state`; NULL if there is none. */
+static SdmPlan *sdmPlanTakeIn(const virStorageVolDef *vol, SdmPlanState state)
 {
     SdmPlan *plan = NULL;
     g_mutex_lock(&plansLock);
     if (plans && vol->key)
         plan = g_hash_table_lookup(plans, vol->key);
-    if (plan)
+    if (plan && plan->state == state)
         g_hash_table_steal(plans, vol->key);
+    else
+        plan = NULL;
     g_mutex_unlock(&plansLock);
+    return plan;
+}
+
+/* The plan createVol made for a build, or an error. */
+static SdmPlan *sdmPlanTake(const virStorageVolDef *vol)
+{
+    SdmPlan *plan = sdmPlanTakeIn(vol, SDM_PLAN_MADE);
     if (!plan)
         virReportError(VIR_ERR_INTERNAL_ERROR,
                        _("volume '%s' (key %s) was not planned before its build"), vol->name,
@@ -175,28 +191,28 @@ static SdmPlan *sdmPlanTake(const virStorageVolDef *vol)
     return plan;
 }
 
+/* libvirt refreshes a volume right after its build: the volume the build returned answers
+ * that refresh without asking sdmd again. */
+static void sdmPlanBuilt(SdmPlan *plan, SdmVolumeInfo *made)
+{
+    if (g_strcmp0(made->key, plan->info->key) != 0) {
+        sdm_volume_info_free(made); /* not the volume planned: the refresh asks sdmd */
+        sdmPlanFree(plan);
+        return;
+    }
+    sdm_volume_info_free(plan->info);
+    plan->info = made;
+    sdmPlanPut(plan, SDM_PLAN_BUILT);
+}
+
 /* After a failed vol-clone or vol-create-from, libvirt calls deleteVol on the volume. sdmd
  * already rolled the transaction back (or its collector will, if sdmd died), so there is
  * nothing to delete, and a second call would replace the build's error - the one the user
  * must see - with its own (e.g. "cannot connect" when sdmd is the reason the build failed).
  * The failed plan stays in the table until that deleteVol takes it. */
-static void sdmPlanFailed(SdmPlan *plan)
-{
-    plan->failed = true;
-    sdmPlanPut(plan);
-}
-
 static bool sdmPlanTakeFailed(const virStorageVolDef *vol)
 {
-    SdmPlan *plan = NULL;
-    g_mutex_lock(&plansLock);
-    if (plans && vol->key)
-        plan = g_hash_table_lookup(plans, vol->key);
-    if (plan && plan->failed)
-        g_hash_table_remove(plans, vol->key);
-    else
-        plan = NULL;
-    g_mutex_unlock(&plansLock);
+    g_autoptr(SdmPlan) plan = sdmPlanTakeIn(vol, SDM_PLAN_FAILED);
     return plan != NULL;
 }
 
@@ -641,7 +657,7 @@ static int sdmCreateVol(virStoragePoolObj *obj, virStorageVolDef *vol)
     vol->key = g_strdup(plan->info->key);
     g_free(vol->target.path);
     vol->target.path = g_strdup(plan->info->path);
-    sdmPlanPut(plan);
+    sdmPlanPut(plan, SDM_PLAN_MADE);
     return 0;
 }
 
@@ -667,13 +683,14 @@ static int sdmBuildVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned i
         prealloc = "full";
     if (!(client = sdmPoolClient(obj)))
         return -1;
-    g_autoptr(SdmVolumeInfo) made = sdm_client_create_volume(
+    SdmVolumeInfo *made = sdm_client_create_volume(
         client, def->target.path, vol->name, vol->target.capacity,
         sdmFormatName(vol->target.format), prealloc, plan->backing, plan->info, NULL, &error);
     if (!made) {
         sdmReportError(def->name, "creating the volume", error);
         return -1;
     }
+    sdmPlanBuilt(g_steal_pointer(&plan), made);
     return 0;
 }
 
@@ -745,19 +762,22 @@ static int sdmBuildVolFrom(virStoragePoolObj *obj, virStorageVolDef *vol,
         return -1;
     g_autoptr(SdmVolumeInfo) made = sdmCopyVol(obj, client, vol, source, plan);
     if (!made) {
-        sdmPlanFailed(g_steal_pointer(&plan));
+        sdmPlanPut(g_steal_pointer(&plan), SDM_PLAN_FAILED);
         return -1;
     }
     /* libvirt asks for at least the source's capacity; more grows the copy, as the stock
      * backend does. If that fails, the copy exists and libvirt's deleteVol removes it. */
     if (vol->target.capacity > made->capacity) {
-        g_autoptr(SdmVolumeInfo) grown = sdm_client_resize_volume(
+        SdmVolumeInfo *grown = sdm_client_resize_volume(
             client, def->target.path, vol->name, vol->target.capacity, NULL, &error);
         if (!grown) {
             sdmReportError(def->name, "growing the copy to the capacity asked for", error);
             return -1;
         }
+        sdm_volume_info_free(g_steal_pointer(&made));
+        made = grown;
     }
+    sdmPlanBuilt(g_steal_pointer(&plan), g_steal_pointer(&made));
     return 0;
 }
 
@@ -777,6 +797,11 @@ static int sdmRefreshVol(virStoragePoolObj *obj, virStorageVolDef *vol)
     if (vol->building) {
         if (vol->target.path && stat(vol->target.path, &sb) == 0)
             vol->target.allocation = (unsigned long long)sb.st_blocks * 512;
+        return 0;
+    }
+    g_autoptr(SdmPlan) built = sdmPlanTakeIn(vol, SDM_PLAN_BUILT);
+    if (built) {
+        sdmFillVolDef(vol, built->info);
         return 0;
     }
     if (!(client = sdmPoolClient(obj)))

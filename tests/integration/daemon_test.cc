@@ -263,6 +263,10 @@ TEST_F(DaemonTest, VolumeMethods)
 
     g_autoptr(GVariant) found = Out("LookupVolume", g_variant_new("(ss)", d, "disk1"));
     EXPECT_EQ(Str(found, "uuid"), Str(made, "uuid"));
+    EXPECT_EQ(Str(made, "domain"), uuid_) << "a volume names its domain by uuid";
+    g_autoptr(GVariant) by_path =
+        Out("LookupVolume", g_variant_new("(ss)", root_.c_str(), "disk1"));
+    EXPECT_EQ(Str(by_path, "domain"), uuid_) << "also when asked by the domain's path";
 
     g_autoptr(GVariant) resized = RunJob("ResizeVolume", g_variant_new("(sst)", d, "disk1",
                                                                        32 * kMiB));
