@@ -33,6 +33,10 @@ constexpr size_t kChunk = 1 << 20;
 constexpr size_t kPiece = 64 << 10;
 /* How often a transfer waiting for its peer looks for a cancel request. */
 constexpr int kPollMs = 250;
+/* An upload keeps at most this much written but not yet on disk: the fsync at its end,
+ * which libvirt's stream finish waits for on libvirtd's event loop, then has little to
+ * do whatever the size of the upload (docs/data-operations.md). */
+constexpr uint64_t kWriteBehind = 32 << 20;
 
 Status CancelCheck(OpObserver *observer)
 {
@@ -53,6 +57,25 @@ Status WaitReady(int fd, short events, OpObserver *observer)
             return Status::FromErrno(errno, _("waiting for the data stream"));
         SDM_RETURN_IF_ERROR(CancelCheck(observer));
     }
+}
+
+/* Starts writeback of [from, to) of a file being written, and waits for what lies more
+ * than kWriteBehind behind `to` (from `*waited` on, which it advances). An error here is
+ * the data's (it would not show in the final fsync once reported here). */
+Status WriteBehind(int fd, uint64_t from, uint64_t to, uint64_t *waited, const std::string &what)
+{
+    if (to > from && sync_file_range(fd, static_cast<off_t>(from), static_cast<off_t>(to - from),
+                                     SYNC_FILE_RANGE_WRITE) != 0)
+        return Status::FromErrno(errno, what);
+    if (to < *waited + kWriteBehind)
+        return Status::Ok();
+    uint64_t until = to - kWriteBehind;
+    if (sync_file_range(fd, static_cast<off_t>(*waited), static_cast<off_t>(until - *waited),
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                            SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+        return Status::FromErrno(errno, what);
+    *waited = until;
+    return Status::Ok();
 }
 
 /* Reads up to `size` bytes, fewer only at EOF. */
@@ -304,6 +327,7 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
             return data.status();
         SDM_RETURN_IF_ERROR(run.Enter("upload.data"));
         std::vector<char> buf(kChunk + 1);
+        uint64_t waited = offset;
         for (;;) {
             /* One byte more than the room left tells "ends exactly here" from "too much". */
             size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, limit - written + 1));
@@ -327,6 +351,8 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
                                         ? ZeroRange(data->get(), where, n, false, rel)
                                         : PWriteFull(data->get(), buf.data() + at, n, where, rel));
             }
+            SDM_RETURN_IF_ERROR(WriteBehind(data->get(), offset + written, offset + written + *got,
+                                            &waited, rel));
             written += *got;
             /* Reached once, with the first chunk on the file and unsynced: part of the data. */
             if (written == *got)

@@ -127,6 +127,24 @@ TEST_F(DataOpsTest, UploadWritesEveryByteKeepsHolesAndBumpsTheGeneration)
     ExpectClean();
 }
 
+TEST_F(DataOpsTest, AnUploadPastTheWriteBehindWindowLandsWhole)
+{
+    /* 80 MiB of data at an offset: the writer waits for the write-back of what lies more
+     * than 32 MiB behind it several times, over ranges that start at the offset. */
+    std::vector<uint64_t> data;
+    for (uint64_t at = 0; at < 80; at++)
+        data.push_back(at);
+    VolumeInfo v = MakeVolume("v", 96 * kMiB);
+    std::string payload = MakeFile(tmp_, "payload", 80 * kMiB, data);
+    auto up = Upload("v", payload, 5 * kMiB);
+    ASSERT_TRUE(up.ok()) << up.status().ToString();
+    std::string out = tmp_.Sub("out");
+    ASSERT_TRUE(Download("v", out, 5 * kMiB, 80 * kMiB).ok());
+    EXPECT_EQ(FileSha256(out), FileSha256(payload));
+    EXPECT_EQ(up->legality, Legality::kLegal) << "it was LEGAL before";
+    ExpectClean();
+}
+
 TEST_F(DataOpsTest, RangesAndTheirLimits)
 {
     VolumeInfo v = MakeVolume("v", 8 * kMiB);
