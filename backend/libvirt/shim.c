@@ -271,8 +271,10 @@ static void sdmPoolSpace(virStoragePoolDef *def)
 }
 
 /* Replaces nothing: adds `volumes` (sdmd's list) to the pool's empty volume list and sets
- * the pool's space. ILLEGAL volumes (a clone still copying, one a failure left) are not
- * usable and are left out. Called with the pool locked. */
+ * the pool's space. ILLEGAL volumes (a write under way, or one that failed) are listed, so
+ * that their names show as taken and vol-delete, vol-upload and vol-wipe reach them, but
+ * refreshVol refuses them: vol-info, vol-dumpxml, a clone from them and a guest's
+ * volume disk fail with the reason. Called with the pool locked. */
 static int sdmPoolFill(virStoragePoolObj *obj, GPtrArray *volumes)
 {
     virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
@@ -283,8 +285,6 @@ static int sdmPoolFill(virStoragePoolObj *obj, GPtrArray *volumes)
     }
     for (guint i = 0; i < volumes->len; i++) {
         const SdmVolumeInfo *info = g_ptr_array_index(volumes, i);
-        if (g_strcmp0(info->legality, "LEGAL") != 0)
-            continue;
         virStorageVolDef *vol = g_new0(virStorageVolDef, 1);
         vol->name = g_strdup(info->name);
         sdmFillVolDef(vol, info);
@@ -810,6 +810,15 @@ static int sdmRefreshVol(virStoragePoolObj *obj, virStorageVolDef *vol)
         sdm_client_lookup_volume(client, def->target.path, vol->name, &error);
     if (!info) {
         sdmReportError(def->name, "reading the volume", error);
+        return -1;
+    }
+    if (g_strcmp0(info->legality, "LEGAL") != 0) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("volume '%s' of pool '%s' is %s: its data is being written (an upload "
+                         "or a wipe) or its last write failed, so it must not be used; wait "
+                         "for the write to end, or write its data again (vol-upload of the "
+                         "whole volume, vol-wipe), or delete it (vol-delete)"),
+                       vol->name, def->name, info->legality);
         return -1;
     }
     sdmFillVolDef(vol, info);

@@ -9,9 +9,9 @@
  * sweep: virsh failed and said why (an sdmd kill names sdmd's socket); the consistency check
  * passes; every committed volume is as it was (its data file's SHA-256, so what its guest
  * reads too); the interrupted volume is complete and usable or absent (a create whose name
- * is free again), or - an upload only - ILLEGAL: hidden from the pool, reported by check and
- * deletable; and `virsh vol-list` comes to show exactly sdmd's LEGAL volumes, without a
- * refresh (the shim's pool watcher) and with one. A libvirtd kill leaves the operation
+ * is free again), or - an upload only - ILLEGAL: in the pool but refused by vol-info,
+ * reported by check and deleted with virsh; and `virsh vol-list` comes to show exactly
+ * sdmd's volumes, without a refresh (the shim's pool watcher) and with one. A libvirtd kill leaves the operation
  * complete (sdmd's jobs outlive their caller), but for an upload whose end libvirtd never
  * confirmed.
  *
@@ -505,7 +505,7 @@ void StackCrashTest::RunKillingLibvirtd(const std::string &step)
 }
 
 /* A normal sdmd, one sweep, and the check. An upload may leave its volume ILLEGAL, which
- * check reports as the one problem; deleting it is the way out, and must work. */
+ * check reports as the one problem; deleting it with virsh is the way out, and must work. */
 void StackCrashTest::Recover()
 {
     if (!stack->sdmd->running()) {
@@ -522,8 +522,11 @@ void StackCrashTest::Recover()
         EXPECT_NE(problems[0].find("'" + target_ + "'): committed but ILLEGAL"),
                   std::string::npos)
             << problems[0];
-        CommandResult del = Sdm({"delete", stack->domain, target_});
-        EXPECT_EQ(del.exit_code, 0) << del.out;
+        stack->libvirt->VirshOk({"pool-refresh", kPool});
+        CommandResult info = stack->libvirt->Virsh({"vol-info", target_, "--pool", kPool});
+        EXPECT_NE(info.out.find("is ILLEGAL"), std::string::npos)
+            << "vol-info refuses it: " << info.out;
+        stack->libvirt->VirshOk({"vol-delete", target_, "--pool", kPool});
         stack->committed.erase(target_);
         problems = CheckProblems();
     }
@@ -607,38 +610,38 @@ void StackCrashTest::ExpectCommittedIntact()
     }
 }
 
-std::set<std::string> LegalVolumes()
+/* sdmd's volumes, or its LEGAL ones only. */
+std::set<std::string> SdmdVolumes(bool legal_only)
 {
-    std::set<std::string> legal;
+    std::set<std::string> names;
     for (const auto &[name, v] : ListVolumes())
-        if (v.legality == "LEGAL")
-            legal.insert(name);
-    return legal;
+        if (!legal_only || v.legality == "LEGAL")
+            names.insert(name);
+    return names;
 }
 
-/* Without a refresh, libvirt's list comes to show sdmd's LEGAL volumes: the shim's watcher
+/* Without a refresh, libvirt's list comes to show sdmd's volumes: the shim's watcher
  * relists the pool when the domain changes. (While sdmd was down it may also have shown an
  * interrupted clone: libvirt's clean-up of a failed clone asks sdmd to delete it.) */
 void StackCrashTest::ExpectPoolConverges()
 {
-    const std::set<std::string> legal = LegalVolumes();
+    const std::set<std::string> all = SdmdVolumes(false);
     std::set<std::string> shown;
     auto deadline = std::chrono::steady_clock::now() + kConvergeLimit;
-    while ((shown = PoolVolumes()) != legal && std::chrono::steady_clock::now() < deadline)
+    while ((shown = PoolVolumes()) != all && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    EXPECT_EQ(shown, legal) << "virsh vol-list, without a refresh, does not come to show "
-                               "sdmd's LEGAL volumes";
+    EXPECT_EQ(shown, all) << "virsh vol-list, without a refresh, does not come to show "
+                             "sdmd's volumes";
 }
 
 void StackCrashTest::ExpectPoolShowsCommittedVolumes()
 {
-    const std::set<std::string> legal = LegalVolumes();
     std::set<std::string> committed;
     for (const auto &entry : stack->committed)
         committed.insert(entry.first);
-    EXPECT_EQ(legal, committed) << "sdmd lists exactly the committed volumes";
+    EXPECT_EQ(SdmdVolumes(true), committed) << "sdmd lists exactly the committed volumes, LEGAL";
     stack->libvirt->VirshOk({"pool-refresh", kPool});
-    EXPECT_EQ(PoolVolumes(), legal) << "virsh shows exactly sdmd's LEGAL volumes";
+    EXPECT_EQ(PoolVolumes(), SdmdVolumes(false)) << "virsh shows exactly sdmd's volumes";
 }
 
 TEST_P(StackCrashTest, KilledAtStep)

@@ -365,7 +365,8 @@ TEST_F(VirshTest, UploadFailuresAreClearAndWhatTheyLeaveIsNeverLegal)
     EXPECT_EQ(FileSha256(Path("sd", "busy")), FileSha256(payload));
 
     /* More data than the volume holds: sdmd's error reaches virsh, and the volume, whose
-     * data is now incomplete, is ILLEGAL: no longer offered as usable. */
+     * data is now incomplete, is ILLEGAL: listed (its name is taken, and the ways out are
+     * virsh commands) but refused wherever its data would be used. */
     const std::string big = tmp_.Sub("big.raw");
     ASSERT_NO_FATAL_FAILURE(MakePayload(big, 20 * kMiB, {1}));
     CommandResult r = libvirt_->Virsh({"vol-upload", "busy", big, "--pool", "sd"});
@@ -373,7 +374,7 @@ TEST_F(VirshTest, UploadFailuresAreClearAndWhatTheyLeaveIsNeverLegal)
     EXPECT_NE(r.out.find("resize the volume first"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("stays ILLEGAL"), std::string::npos) << r.out;
     libvirt_->VirshOk({"pool-refresh", "sd"});
-    EXPECT_EQ(VolumeNames("sd"), std::set<std::string>{});
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"busy"}));
     connection = sdmd_->Connect(&error);
     ASSERT_NE(connection, nullptr) << error->message;
     reply = Call(connection, "LookupVolume", g_variant_new("(ss)", domain_.c_str(), "busy"),
@@ -383,19 +384,34 @@ TEST_F(VirshTest, UploadFailuresAreClearAndWhatTheyLeaveIsNeverLegal)
     EXPECT_EQ(Str(volume, "legality"), "ILLEGAL");
     g_variant_unref(volume);
     g_variant_unref(reply);
-    reply = Call(connection, "DeleteVolume", g_variant_new("(ss)", domain_.c_str(), "busy"),
-                 &error);
-    ASSERT_NE(reply, nullptr) << error->message;
-    const char *job = nullptr;
-    g_variant_get(reply, "(&s)", &job);
-    GVariant *done = Call(connection, "WaitJob", g_variant_new("(su)", job, 60000u), &error);
-    ASSERT_NE(done, nullptr) << error->message;
-    GVariant *state = g_variant_get_child_value(done, 0);
-    EXPECT_EQ(Str(state, "state"), "done") << "an ILLEGAL volume can be deleted";
-    g_variant_unref(state);
-    g_variant_unref(done);
-    g_variant_unref(reply);
     g_object_unref(connection);
+    for (const std::vector<std::string> &args :
+         {std::vector<std::string>{"vol-info", "busy", "--pool", "sd"},
+          std::vector<std::string>{"vol-dumpxml", "busy", "--pool", "sd"},
+          std::vector<std::string>{"vol-clone", "busy", "copy", "--pool", "sd"}}) {
+        CommandResult refused = libvirt_->Virsh(args);
+        EXPECT_NE(refused.exit_code, 0) << args[0];
+        EXPECT_NE(refused.out.find("is ILLEGAL"), std::string::npos) << args[0] << ": "
+                                                                       << refused.out;
+    }
+    std::string details = libvirt_->VirshOk({"vol-list", "sd", "--details"});
+    EXPECT_NE(details.find("unknown"), std::string::npos)
+        << "the listing goes on, its sizes unknown: " << details;
+    CommandResult taken = libvirt_->Virsh({"vol-create-as", "sd", "busy", "16M"});
+    EXPECT_NE(taken.exit_code, 0) << "the name stays taken";
+
+    /* The ways out, through virsh: a whole upload makes it LEGAL again, and an ILLEGAL
+     * volume can be deleted. */
+    libvirt_->VirshOk({"vol-upload", "busy", payload, "--pool", "sd"});
+    std::string info = libvirt_->VirshOk({"vol-info", "busy", "--pool", "sd"});
+    EXPECT_NE(info.find("busy"), std::string::npos) << info;
+    EXPECT_EQ(FileSha256(Path("sd", "busy")), FileSha256(payload));
+    r = libvirt_->Virsh({"vol-upload", "busy", big, "--pool", "sd"});
+    EXPECT_NE(r.exit_code, 0);
+    libvirt_->VirshOk({"pool-refresh", "sd"});
+    libvirt_->VirshOk({"vol-delete", "busy", "--pool", "sd"});
+    libvirt_->VirshOk({"pool-refresh", "sd"});
+    EXPECT_EQ(VolumeNames("sd"), std::set<std::string>{});
     ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
 }
 
