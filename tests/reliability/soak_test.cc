@@ -16,7 +16,7 @@
  *
  * A job that fails on a live host may fail only with busy or not-found (another host's
  * delete went first). Every broken invariant is a violation, printed with its round; the
- * test fails if there is any. SDM_SOAK_SECONDS sets the length (default 60; the 'slow'
+ * test fails if there is any. SDM_SOAK_SECONDS sets the length (default 30; the 'slow'
  * suite runs 600); SDM_SOAK_SEED replays a run: the seed is printed first. The timing of
  * kills depends on the machine, so a replay repeats the choices, not every interleaving.
  *
@@ -42,7 +42,7 @@ namespace sdm::testing {
 namespace {
 
 constexpr int kHosts = 3;
-constexpr int kDefaultSeconds = 60;
+constexpr int kDefaultSeconds = 30; /* the default suite's share of CI's time */
 constexpr uint32_t kJobWaitMs = 120000;
 constexpr uint64_t kMiB = 1ull << 20;
 /* Above this many volumes a round prefers deletes, so the domain stays small. */
