@@ -17,9 +17,12 @@ With STALL_FILE (our pool: sdmd runs with SDM_STALL_AT=clone.copy and SDM_STALL_
 holds the clone at its copy step until the poller, having read info() there, removes the
 file: the poll during the copy is certain, not a race against the copy's speed. A stock
 pool's copy is not held; its polls are counted but not required.
-The poller thread shares the connection with the main thread (libvirt connections are
-thread-safe; the binding drops the GIL during calls); it only appends to its own lists,
-which the main thread reads after joining it."""
+The poller thread has a connection of its own: Debian's libvirt 9.0 client loses the wake-up
+of a thread that queues a call while another thread of the same connection is about to
+wait for its own reply (g_main_loop_quit before g_main_loop_run in virNetClientIOEventLoop),
+so a lookup sharing the clone's connection could wait, unsent, until the clone ended (seen
+under load: 0 polls, one call of 30 s; libvirtd idle, gdb stacks). It only appends to its
+own lists, which the main thread reads after joining it."""
 import hashlib
 import json
 import os
@@ -172,9 +175,11 @@ class Poller(threading.Thread):
 
     HELD_POLLS = 3  # info() calls made while sdmd holds the copy, before releasing it
 
-    def __init__(self, pool, name, stall_file):
+    def __init__(self, uri, pool_name, name, stall_file):
         super().__init__(daemon=True)
-        self.pool, self.name, self.stall_file = pool, name, stall_file
+        self.conn = libvirt.open(uri)
+        self.pool = self.conn.storagePoolLookupByName(pool_name)
+        self.name, self.stall_file = name, stall_file
         self.stop = threading.Event()
         self.infos, self.errors = [], []
         self.held_polls = 0
@@ -202,6 +207,7 @@ class Poller(threading.Thread):
             if self.held_polls >= self.HELD_POLLS and held:
                 os.unlink(self.stall_file)  # sdmd goes on copying
             self.stop.wait(POLL_SECONDS)
+        self.conn.close()
 
 
 def main(uri, pool_name, stall_file=None):
@@ -219,7 +225,7 @@ def main(uri, pool_name, stall_file=None):
     fill(src.path(), SOURCE_BYTES)
     src_sum = sha256(src.path())
 
-    poller = Poller(pool, "py-clone", stall_file)
+    poller = Poller(uri, pool_name, "py-clone", stall_file)
     poller.start()
     clone = pool.createXMLFrom(volume_xml("py-clone", 0), src, 0)
     polls_during_copy = len(poller.infos)
