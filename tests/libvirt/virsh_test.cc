@@ -325,17 +325,11 @@ TEST_F(VirshTest, UploadFailuresAreClearAndWhatTheyLeaveIsNeverLegal)
 
     /* A lease holder (a VM, another host) on the volume: the local lease is an OFD lock on
      * the volume's slot in the lease area. */
-    GError *error = nullptr;
-    GDBusConnection *connection = sdmd_->Connect(&error);
-    ASSERT_NE(connection, nullptr) << error->message;
-    GVariant *reply = Call(connection, "LookupVolume",
-                           g_variant_new("(ss)", domain_.c_str(), "busy"), &error);
-    ASSERT_NE(reply, nullptr) << error->message;
-    GVariant *volume = g_variant_get_child_value(reply, 0);
+    g_autoptr(GVariant) reply =
+        SdmdCall("LookupVolume", g_variant_new("(ss)", domain_.c_str(), "busy"));
+    ASSERT_NE(reply, nullptr);
+    g_autoptr(GVariant) volume = g_variant_get_child_value(reply, 0);
     const uint64_t slot = U64(volume, "slot");
-    g_variant_unref(volume);
-    g_variant_unref(reply);
-    g_object_unref(connection);
     int holder = open((domain_ + "/leases").c_str(), O_RDWR | O_CLOEXEC);
     ASSERT_GE(holder, 0);
     struct flock range = {};
@@ -375,16 +369,11 @@ TEST_F(VirshTest, UploadFailuresAreClearAndWhatTheyLeaveIsNeverLegal)
     EXPECT_NE(r.out.find("stays ILLEGAL"), std::string::npos) << r.out;
     libvirt_->VirshOk({"pool-refresh", "sd"});
     EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"busy"}));
-    connection = sdmd_->Connect(&error);
-    ASSERT_NE(connection, nullptr) << error->message;
-    reply = Call(connection, "LookupVolume", g_variant_new("(ss)", domain_.c_str(), "busy"),
-                 &error);
-    ASSERT_NE(reply, nullptr) << error->message;
-    volume = g_variant_get_child_value(reply, 0);
-    EXPECT_EQ(Str(volume, "legality"), "ILLEGAL");
-    g_variant_unref(volume);
-    g_variant_unref(reply);
-    g_object_unref(connection);
+    g_autoptr(GVariant) after = SdmdCall("LookupVolume",
+                                         g_variant_new("(ss)", domain_.c_str(), "busy"));
+    ASSERT_NE(after, nullptr);
+    g_autoptr(GVariant) illegal = g_variant_get_child_value(after, 0);
+    EXPECT_EQ(Str(illegal, "legality"), "ILLEGAL");
     for (const std::vector<std::string> &args :
          {std::vector<std::string>{"vol-info", "busy", "--pool", "sd"},
           std::vector<std::string>{"vol-dumpxml", "busy", "--pool", "sd"},
