@@ -135,6 +135,14 @@ bool Client::Lost() const
     return g_dbus_connection_is_closed(connection_);
 }
 
+Status Client::SubscribeJobs()
+{
+    g_autoptr(GError) error = nullptr;
+    if (!sdm_manager_call_subscribe_jobs_sync(proxy_, nullptr, &error))
+        return Failed(error);
+    return Status::Ok();
+}
+
 Result<dbus::JobView> Client::WaitForJob(const std::string &id, const std::string &label)
 {
     g_autoptr(GMainLoop) loop = g_main_loop_new(nullptr, FALSE);
@@ -142,6 +150,8 @@ Result<dbus::JobView> Client::WaitForJob(const std::string &id, const std::strin
     Waiting w{proxy_, id, loop, cancellable, std::nullopt, std::nullopt};
     gulong progress = 0;
     if (!label.empty()) {
+        /* Its failure is the wait's too (the connection is gone), and reported there. */
+        SubscribeJobs();
         w.printer.emplace(label, isatty(2));
         progress = g_signal_connect(proxy_, "job-progress", G_CALLBACK(OnProgress), &w);
     }

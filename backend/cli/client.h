@@ -33,6 +33,9 @@ public:
     /* The Status for a failed call's `error` (consumes nothing). */
     static Status Failed(const GError *error) { return dbus::StatusFromError(error); }
 
+    /* Asks sdmd to send this connection the JobChanged and JobProgress signals. */
+    Status SubscribeJobs();
+
     /* Waits until job `id` ends and returns it. With `label`, shows its progress on
      * stderr. The first ^C asks sdmd to cancel the job (and keeps waiting to report the
      * outcome); a second one stops waiting. */

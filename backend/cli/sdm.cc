@@ -513,6 +513,9 @@ int RunJobs(Context &ctx, const Args &args)
         g_signal_connect(proxy, "job-progress", G_CALLBACK(OnWatchProgress), &state);
         g_signal_connect(g_dbus_proxy_get_connection(G_DBUS_PROXY(proxy)), "closed",
                          G_CALLBACK(OnWatchClosed), &state);
+        Status subscribed = ctx.client->SubscribeJobs();
+        if (!subscribed.ok())
+            return Fail(ctx, subscribed);
     }
     g_autoptr(GVariant) list = nullptr;
     g_autoptr(GError) error = nullptr;

@@ -224,6 +224,7 @@ Service::Service(Config config)
     Connect<&Service::ListJobs>("handle-list-jobs");
     Connect<&Service::GetJob>("handle-get-job");
     Connect<&Service::WaitJob>("handle-wait-job");
+    Connect<&Service::SubscribeJobs>("handle-subscribe-jobs");
     Connect<&Service::CancelJob>("handle-cancel-job");
     Connect<&Service::RemoveDomain>("handle-remove-domain");
     Connect<&Service::UploadVolume>("handle-upload-volume");
@@ -258,6 +259,7 @@ Service::~Service()
                                               "jobs again once sdmd is back")));
         }
     }
+    subscribers_.clear();
     for (GDBusConnection *connection : connections_) {
         g_signal_handlers_disconnect_by_data(connection, this);
         g_dbus_interface_skeleton_unexport_from_connection(
@@ -506,6 +508,8 @@ void Service::OnConnectionClosed(GDBusConnection *connection, gboolean, GError *
     if (it == service->connections_.end())
         return;
     service->connections_.erase(it);
+    if (service->subscribers_.erase(connection))
+        service->subscriber_count_--;
     g_dbus_interface_skeleton_unexport_from_connection(
         G_DBUS_INTERFACE_SKELETON(service->skeleton_), connection);
     g_signal_handlers_disconnect_by_data(connection, service);
@@ -699,6 +703,11 @@ GVariant *Service::JobDict(const JobSnapshot &job)
 
 void Service::OnJobEvent(const JobEvent &event)
 {
+    /* A step or progress report is for subscribers and the debug log only; nobody to tell
+     * means no need to wake the main loop (a create has a dozen steps). */
+    if (event.kind == JobEventKind::kProgress && subscriber_count_.load() == 0 &&
+        !LogEnabled(LogLevel::kDebug))
+        return;
     std::lock_guard lock(events_mu_);
     events_.push_back(event);
     if (!drain_source_)
@@ -738,8 +747,9 @@ void Service::HandleEvent(const JobEvent &event)
                 static_cast<unsigned long long>(job.done),
                 static_cast<unsigned long long>(job.total));
         }
-        sdm_manager_emit_job_progress(skeleton_, job.id.c_str(), job.step.c_str(), job.done,
-                                      job.total);
+        EmitJobSignal("JobProgress", g_variant_new("(sstt)", job.id.c_str(), job.step.c_str(),
+                                                   static_cast<guint64>(job.done),
+                                                   static_cast<guint64>(job.total)));
         return;
     }
 
@@ -761,7 +771,10 @@ void Service::HandleEvent(const JobEvent &event)
     } else {
         Log(routine, "%s: %s", label.c_str(), JobStateName(job.state));
     }
-    sdm_manager_emit_job_changed(skeleton_, JobDict(job));
+    if (!subscribers_.empty()) {
+        GVariant *dict = JobDict(job);
+        EmitJobSignal("JobChanged", g_variant_new_tuple(&dict, 1));
+    }
     if (record && dbus::IsFinished(job.state))
         Settle(job, *record);
 }
@@ -1353,6 +1366,25 @@ void Service::WaitJob(GDBusMethodInvocation *invocation, const char *id, guint t
     auto waiter = std::make_unique<Waiter>(Waiter{this, id, invocation, false});
     waiter->timer = g_timeout_add(timeout_ms, OnWaitTimeout, waiter.get());
     it->second->waiters.push_back(std::move(waiter));
+}
+
+void Service::SubscribeJobs(GDBusMethodInvocation *invocation)
+{
+    if (subscribers_.insert(g_dbus_method_invocation_get_connection(invocation)).second)
+        subscriber_count_++;
+    sdm_manager_complete_subscribe_jobs(skeleton_, invocation);
+}
+
+void Service::EmitJobSignal(const char *signal, GVariant *args)
+{
+    g_variant_ref_sink(args);
+    for (GDBusConnection *connection : subscribers_) {
+        g_autoptr(GError) error = nullptr;
+        if (!g_dbus_connection_emit_signal(connection, nullptr, dbus::kObjectPath,
+                                           dbus::kInterface, signal, args, &error))
+            Log(LogLevel::kDebug, "cannot send %s to a client: %s", signal, error->message);
+    }
+    g_variant_unref(args);
 }
 
 void Service::CancelJob(GDBusMethodInvocation *invocation, const char *id)

@@ -13,12 +13,14 @@
 
 #include <gio/gio.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -135,6 +137,9 @@ private:
     void GetJob(GDBusMethodInvocation *invocation, const char *id);
     void WaitJob(GDBusMethodInvocation *invocation, const char *id, guint timeout_ms);
     void CancelJob(GDBusMethodInvocation *invocation, const char *id);
+    void SubscribeJobs(GDBusMethodInvocation *invocation);
+    /* Emits one of the job signals on every subscribed connection; takes `args`. */
+    void EmitJobSignal(const char *signal, GVariant *args);
     /* Volume data and domain removal (docs/data-operations.md). */
     void RemoveDomain(GDBusMethodInvocation *invocation, const char *path);
     Status RemoveOpened(AttachedDomain &entry) const;  /* off the main loop */
@@ -158,6 +163,8 @@ private:
     GDBusAuthObserver *auth_ = nullptr;
     _SdmManager *skeleton_ = nullptr;
     std::vector<GDBusConnection *> connections_;
+    std::set<GDBusConnection *> subscribers_;     /* main loop; a subset of connections_ */
+    std::atomic<int> subscriber_count_{0};        /* their number, read by job threads */
     guint gc_timer_ = 0;
     guint lockspace_timer_ = 0;
 

@@ -105,12 +105,21 @@ protected:
         ASSERT_NO_FATAL_FAILURE(StartDaemon("", {"SDM_QEMU_IMG=" + wrapper}));
     }
 
-    void Subscribe()
+    /* Collects the job signals `connection` receives into `signals`; with `ask`, first
+     * asks sdmd to send them (SubscribeJobs). */
+    static guint Listen(GDBusConnection *connection, Signals *signals, bool ask)
     {
-        subscription_ = g_dbus_connection_signal_subscribe(
-            conn_, nullptr, "org.libvirt.Sdm1.Manager", nullptr, "/org/libvirt/Sdm1", nullptr,
-            G_DBUS_SIGNAL_FLAGS_NONE, OnSignal, &signals_, nullptr);
+        if (ask) {
+            g_autoptr(GError) error = nullptr;
+            g_autoptr(GVariant) reply = Call(connection, "SubscribeJobs", nullptr, &error);
+            EXPECT_NE(reply, nullptr) << (error ? error->message : "");
+        }
+        return g_dbus_connection_signal_subscribe(
+            connection, nullptr, "org.libvirt.Sdm1.Manager", nullptr, "/org/libvirt/Sdm1",
+            nullptr, G_DBUS_SIGNAL_FLAGS_NONE, OnSignal, signals, nullptr);
     }
+
+    void Subscribe() { subscription_ = Listen(conn_, &signals_, true); }
 
     /* The reply of a call that must succeed (null after a test failure). */
     GVariant *CallOk(const char *method, GVariant *args)
@@ -507,11 +516,17 @@ TEST_F(DaemonTest, BadArgumentsGetNamedErrors)
     EXPECT_EQ(g_variant_n_children(volumes), 1u) << "no bad call made anything";
 }
 
-TEST_F(DaemonTest, CloneSignalsProgressAndStates)
+TEST_F(DaemonTest, CloneSignalsProgressAndStatesToSubscribersOnly)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());
     g_autoptr(GVariant) source = Create("source", 64 * kMiB);
     WritePattern(Str(source, "path"), 0, 48 * kMiB, 5);
+    /* A second client that listens without asking: libvirtd's case, which only waits. */
+    g_autoptr(GError) error = nullptr;
+    g_autoptr(GDBusConnection) quiet = daemon_.Connect(&error);
+    ASSERT_NE(quiet, nullptr) << error->message;
+    Signals unasked;
+    guint quiet_subscription = Listen(quiet, &unasked, false);
     Subscribe();
     g_autoptr(GVariant) reply = CallOk(
         "CloneVolume", g_variant_new("(sss@a{sv})", uuid_.c_str(), "source", "copy",
@@ -539,6 +554,18 @@ TEST_F(DaemonTest, CloneSignalsProgressAndStates)
         EXPECT_LE(copy[i - 1].done, copy[i].done) << "progress never goes back";
     EXPECT_TRUE(steps.count("clone.copy") && steps.count("clone.commit"))
         << ::testing::PrintToString(steps);
+
+    /* A reply comes after every signal sent before it on the same connection, and
+     * signals are dispatched here in arrival order: after this, none can still come. */
+    g_autoptr(GVariant) status = Call(quiet, "GetStatus", nullptr, &error);
+    ASSERT_NE(status, nullptr) << error->message;
+    while (g_main_context_iteration(nullptr, FALSE)) {
+    }
+    EXPECT_TRUE(unasked.changed.empty() && unasked.progress.empty())
+        << unasked.changed.size() << " JobChanged and " << unasked.progress.size()
+        << " JobProgress reached a client that did not subscribe";
+    g_dbus_connection_signal_unsubscribe(quiet, quiet_subscription);
+    g_dbus_connection_close_sync(quiet, nullptr, nullptr);
 }
 
 TEST_F(DaemonTest, CancelRunningCloneLeavesNothing)
@@ -554,7 +581,7 @@ TEST_F(DaemonTest, CancelRunningCloneLeavesNothing)
     EXPECT_EQ(Str(final_job, "state"), "aborted");
     EXPECT_EQ(Str(final_job, "error_code"), "cancelled");
     EXPECT_TRUE(SpinUntil([&] { return signals_.StatesOf(job).back() == "aborted"; }))
-        << "JobChanged tells every client";
+        << "JobChanged tells every subscribed client";
 
     g_autoptr(GVariant) check = Out("CheckDomain", g_variant_new("(s)", uuid_.c_str()));
     EXPECT_EQ(Strv(check, "problems"), std::vector<std::string>{});
