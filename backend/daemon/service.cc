@@ -109,6 +109,8 @@ struct Service::AttachedDomain {
             return ready.status();
         return use(**ready);
     }
+    /* The Domain if it is open and usable now, else null; never waits (main loop). */
+    std::shared_ptr<Domain> OpenNow();
     std::set<std::string> paths;  /* as attached, canonical and real: what callers may use */
     /* The lockspace state last reported (main loop). */
     SanlockLeaseManager::LockspaceState reported = SanlockLeaseManager::LockspaceState::kJoining;
@@ -116,6 +118,14 @@ struct Service::AttachedDomain {
     int sweeps = 0;               /* of those, gc jobs (main loop) */
     std::mutex sweep_mu;          /* one sweep at a time (job threads) */
 };
+
+std::shared_ptr<Domain> Service::AttachedDomain::OpenNow()
+{
+    if (sanlock && !sanlock->Unusable().ok())
+        return nullptr;
+    std::unique_lock lock(open_mu, std::try_to_lock);
+    return lock.owns_lock() ? domain : nullptr;
+}
 
 Result<std::shared_ptr<Domain>> Service::AttachedDomain::Ready()
 {
@@ -1165,11 +1175,21 @@ void Service::PlanVolume(GDBusMethodInvocation *invocation, const char *domain,
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
     CreateParams params = *decoded;
+    const std::string &uuid = (*entry)->info.uuid;
+    /* Such a plan touches no storage: answered here it saves a create the two thread
+     * hand-offs of the worker pool (docs/benchmarks.md). */
+    std::shared_ptr<Domain> open = params.backing.empty() ? (*entry)->OpenNow() : nullptr;
+    if (open) {
+        Result<VolumeInfo> volume = open->PlanVolume(params);
+        if (!volume.ok())
+            return dbus::ReturnError(invocation, volume.status());
+        return ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
+    }
     auto planned = std::make_shared<std::optional<Result<VolumeInfo>>>();
     OffMainLoop([planned, target = *entry, params] {
                     *planned = target->With([&](Domain &d) { return d.PlanVolume(params); });
                 },
-                [planned, invocation, uuid = (*entry)->info.uuid] {
+                [planned, invocation, uuid] {
                     const Result<VolumeInfo> &volume = **planned;
                     if (!volume.ok())
                         return dbus::ReturnError(invocation, volume.status());

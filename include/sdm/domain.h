@@ -121,9 +121,10 @@ public:
 
     virtual const DomainInfo &info() const = 0;
 
-    /* Chooses a new volume's identity without touching storage: uuid, image (the backing
+    /* Chooses a new volume's identity without changing storage: uuid, image (the backing
      * volume's for a layer) and the path its data file will have. Passing them back in
-     * CreateParams/CloneParams makes the create use them. */
+     * CreateParams/CloneParams makes the create use them. Without a backing volume it
+     * neither reads storage nor waits on a lock. */
     virtual Result<VolumeInfo> PlanVolume(const CreateParams &params) = 0;
     virtual Result<VolumeInfo> CreateVolume(const CreateParams &params,
                                             OpObserver *observer = nullptr) = 0;

@@ -343,24 +343,32 @@ TEST_F(DaemonTest, VolumeMethods)
 }
 
 /* libvirt hands out a volume's key and path before the create runs: the planned identity
- * is the one the create makes, and planning leaves storage alone. */
+ * is the one the create makes, and planning leaves storage alone. The first plan comes
+ * before sdmd opened the domain (answered from the worker pool), the second after it
+ * (answered on the main loop). */
 TEST_F(DaemonTest, PlannedVolumeIsCreatedAsPlanned)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());
     const char *d = uuid_.c_str();
-    g_autoptr(GVariant) plan = Out("PlanVolume", g_variant_new("(ss@a{sv})", d, "web", Opts({})));
-    ASSERT_NE(plan, nullptr);
-    EXPECT_FALSE(Exists(Str(plan, "path")));
-    g_autoptr(GVariant) job = RunJob(
-        "CreateVolume",
-        g_variant_new("(sst@a{sv})", d, "web", kMiB,
-                      Opts({{"uuid", g_variant_new_string(Str(plan, "uuid").c_str())},
-                            {"image", g_variant_new_string(Str(plan, "image").c_str())}})));
-    EXPECT_EQ(Str(job, "state"), "done") << Str(job, "error_message");
-    g_autoptr(GVariant) found = Out("LookupVolume", g_variant_new("(ss)", d, "web"));
-    EXPECT_EQ(Str(found, "uuid"), Str(plan, "uuid"));
-    EXPECT_EQ(Str(found, "path"), Str(plan, "path"));
-    EXPECT_TRUE(Exists(Str(plan, "path")));
+    std::set<std::string> uuids;
+    for (const char *name : {"web", "db"}) {
+        g_autoptr(GVariant) plan =
+            Out("PlanVolume", g_variant_new("(ss@a{sv})", d, name, Opts({})));
+        ASSERT_NE(plan, nullptr);
+        EXPECT_FALSE(Exists(Str(plan, "path")));
+        EXPECT_TRUE(uuids.insert(Str(plan, "uuid")).second) << "every plan is new";
+        g_autoptr(GVariant) job = RunJob(
+            "CreateVolume",
+            g_variant_new("(sst@a{sv})", d, name, kMiB,
+                          Opts({{"uuid", g_variant_new_string(Str(plan, "uuid").c_str())},
+                                {"image", g_variant_new_string(Str(plan, "image").c_str())}})));
+        EXPECT_EQ(Str(job, "state"), "done") << Str(job, "error_message");
+        g_autoptr(GVariant) found = Out("LookupVolume", g_variant_new("(ss)", d, name));
+        EXPECT_EQ(Str(found, "uuid"), Str(plan, "uuid"));
+        EXPECT_EQ(Str(found, "path"), Str(plan, "path"));
+        EXPECT_TRUE(Exists(Str(plan, "path")));
+    }
+    g_autoptr(GVariant) plan = Out("LookupVolume", g_variant_new("(ss)", d, "web"));
     g_autoptr(GVariant) layer = Out(
         "PlanVolume",
         g_variant_new("(ss@a{sv})", d, "web-snap",
