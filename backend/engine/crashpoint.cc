@@ -33,6 +33,7 @@ const std::vector<std::string> kSteps = {
     "resize.done",
     "upload.begin", "upload.data", "upload.partial", "upload.sync", "upload.legal",
     "upload.done",
+    "wipe.begin", "wipe.data", "wipe.legal", "wipe.done",
     "gc.collect", "gc.remove-marker",
 };
 

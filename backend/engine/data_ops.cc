@@ -467,7 +467,7 @@ Status FileDomain::DownloadVolume(const std::string &name, int fd, uint64_t offs
 Result<VolumeInfo> FileDomain::WipeVolume(const std::string &name, OpObserver *observer)
 {
     OpRun run(*this, observer, name);
-    Status status = run.Phase("wipe.begin");
+    Status status = run.Enter("wipe.begin");
     if (!status.ok())
         return run.Fail(status);
     auto w = BeginWrite(*this, name, run, [](const meta::VolumeMeta &) { return Status::Ok(); });
@@ -477,7 +477,7 @@ Result<VolumeInfo> FileDomain::WipeVolume(const std::string &name, OpObserver *o
     const std::string rel = layout::VolumePath(m.image, m.uuid);
 
     status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.Phase("wipe.data"));
+        SDM_RETURN_IF_ERROR(run.Enter("wipe.data"));
         if (m.format == VolumeFormat::kRaw) {
             auto data = fileio::OpenAt(w->image_dir.get(), m.uuid, O_RDWR);
             if (!data.ok())
@@ -505,10 +505,11 @@ Result<VolumeInfo> FileDomain::WipeVolume(const std::string &name, OpObserver *o
     }();
     if (!status.ok())
         return run.Fail(LeftIllegal(status, name));
-    (void)run.Phase("wipe.legal");
+    (void)run.Enter("wipe.legal");
     auto info = FinishWrite(*this, *w, true);
     if (!info.ok())
         return run.Fail(info.status());
+    (void)run.Enter("wipe.done");
     return info;
 }
 

@@ -12,6 +12,7 @@
 #include <set>
 #include <tuple>
 
+#include "backend/engine/crashpoint.h"
 #include "backend/engine/layout.h"
 #include "backend/engine/metadata.h"
 #include "sdm/domain.h"
@@ -837,6 +838,72 @@ protected:
         return Wait(job);
     }
 };
+
+/* sdmd killed at each step of a wipe (SDM_CRASH_AT): storage shows either the wipe not
+ * begun (LEGAL, the old data), or under way (ILLEGAL, so no consumer uses a half-wiped
+ * volume), or done (LEGAL, zeros); never LEGAL with anything else. A wipe after the
+ * restart settles it. Download changes nothing on storage and has no crash points. */
+TEST_F(DaemonDataTest, WipeKilledAtEachStepIsIllegalUntilItEnds)
+{
+    const char *d = uuid_.c_str();
+    struct Expected {
+        std::string step;
+        bool legal;
+        bool zeroed;
+    };
+    const std::vector<Expected> cases = {{"wipe.begin", true, false},
+                                         {"wipe.data", false, false},
+                                         {"wipe.legal", false, true},
+                                         {"wipe.done", true, true}};
+    std::vector<std::string> listed;
+    for (const auto &c : cases)
+        listed.push_back(c.step);
+    ASSERT_EQ(StepsOf("wipe"), listed) << "a step without a case here";
+    for (const auto &c : cases) {
+        SCOPED_TRACE(c.step);
+        ASSERT_NO_FATAL_FAILURE(StartDaemon("", {"SDM_CRASH_AT=" + c.step}));
+        const std::string name = "v-" + c.step.substr(c.step.find('.') + 1);
+        g_autoptr(GVariant) made = Create(name, 4 * kMiB);
+        const std::string path = Str(made, "path");
+        WritePattern(path, 0, 4 * kMiB, 9);
+        const std::string before = FileSha256(path);
+
+        g_autoptr(GError) error = nullptr;
+        g_autoptr(GVariant) started =
+            Call(conn_, "WipeVolume", g_variant_new("(ss@a{sv})", d, name.c_str(), Opts({})),
+                 &error);
+        ASSERT_NE(started, nullptr) << error->message;
+        const char *id;
+        g_variant_get(started, "(&s)", &id);
+        g_autoptr(GVariant) waited =
+            Call(conn_, "WaitJob", g_variant_new("(su)", id, 60000u), &error);
+        EXPECT_EQ(waited, nullptr) << "sdmd was to die at " << c.step;
+        EXPECT_EQ(daemon_.Stop(), 128 + SIGKILL) << daemon_.Log();
+        g_dbus_connection_close_sync(conn_, nullptr, nullptr);
+        g_clear_object(&conn_);
+
+        ASSERT_NO_FATAL_FAILURE(StartDaemon());
+        g_autoptr(GVariant) found = Out("LookupVolume", g_variant_new("(ss)", d, name.c_str()));
+        EXPECT_EQ(Str(found, "legality"), c.legal ? "LEGAL" : "ILLEGAL");
+        if (c.zeroed)
+            EXPECT_EQ(ReadFile(path), std::string(4 * kMiB, '\0'));
+        else
+            EXPECT_EQ(FileSha256(path), before);
+
+        g_autoptr(GVariant) again =
+            RunJob("WipeVolume", g_variant_new("(ss@a{sv})", d, name.c_str(), Opts({})));
+        EXPECT_EQ(Str(again, "state"), "done") << Str(again, "error_message");
+        g_autoptr(GVariant) settled =
+            Out("LookupVolume", g_variant_new("(ss)", d, name.c_str()));
+        EXPECT_EQ(Str(settled, "legality"), "LEGAL");
+        EXPECT_EQ(ReadFile(path), std::string(4 * kMiB, '\0'));
+        g_autoptr(GVariant) check = Out("CheckDomain", g_variant_new("(s)", d));
+        EXPECT_EQ(Strv(check, "problems"), std::vector<std::string>{});
+        EXPECT_EQ(daemon_.Stop(), 0) << daemon_.Log();
+        g_dbus_connection_close_sync(conn_, nullptr, nullptr);
+        g_clear_object(&conn_);
+    }
+}
 
 TEST_F(DaemonDataTest, UploadDownloadWipeImportAndRemove)
 {
