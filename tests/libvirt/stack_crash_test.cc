@@ -325,8 +325,12 @@ void StackCrashTest::SetUpTestSuite()
                               s.sanlock->run_dir()));
     s.libvirt = std::make_unique<LibvirtHarness>(s.tmp.Sub("libvirt"));
     ASSERT_TRUE(s.libvirt->Start());
+    /* io_timeout 5, not 1: the suite runs beside others, and sdmd refuses operations when
+     * its host lease goes 3 x io_timeout + 2 s without a renewal (renewals every
+     * 2 x io_timeout), so a renewal may be 7 s late rather than 3. The one join takes
+     * about 2 x io_timeout longer for it. */
     WriteFile(s.tmp.Sub("pool.xml"),
-              DomainPoolXml(kPool, s.domain, s.sdmd->socket(), " io_timeout='1'"));
+              DomainPoolXml(kPool, s.domain, s.sdmd->socket(), " io_timeout='5'"));
     s.libvirt->VirshOk({"pool-define", s.tmp.Sub("pool.xml")});
     s.libvirt->VirshOk({"pool-build", kPool});
     s.libvirt->VirshOk({"pool-start", kPool});
