@@ -41,7 +41,24 @@ struct SdmClient {
     guint connect_timeout_ms;
     GMutex lock;
     GDBusConnection *connection; /* guarded by lock; null or closed: connect on next use */
+    /* Guarded by lock: what planning a volume here needs of each domain, by the name
+     * callers give it (path or uuid); learnt from its dictionaries, dropped whenever a
+     * domain is formatted, attached, detached or removed through this client. */
+    GHashTable *layouts;
 };
+
+typedef struct {
+    char *uuid;
+    char *volume_path_template; /* sdmd's, with "{image}" and "{volume}" to fill in */
+} DomainLayout;
+
+static void domain_layout_free(gpointer data)
+{
+    DomainLayout *layout = data;
+    g_free(layout->uuid);
+    g_free(layout->volume_path_template);
+    g_free(layout);
+}
 
 G_DEFINE_QUARK(sdm-client-error-quark, sdm_client_error)
 
@@ -226,6 +243,7 @@ SdmClient *sdm_client_new(const char *socket_path, guint connect_timeout_ms, GEr
     client->connect_timeout_ms =
         connect_timeout_ms ? connect_timeout_ms : SDM_CLIENT_DEFAULT_CONNECT_TIMEOUT_MS;
     g_mutex_init(&client->lock);
+    client->layouts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, domain_layout_free);
     client->connection = connect_to(client->socket, client->connect_timeout_ms, error);
     if (!client->connection) {
         sdm_client_free(client);
@@ -242,6 +260,8 @@ void sdm_client_free(SdmClient *client)
         g_dbus_connection_close_sync(client->connection, NULL, NULL);
         g_object_unref(client->connection);
     }
+    if (client->layouts)
+        g_hash_table_unref(client->layouts);
     g_mutex_clear(&client->lock);
     g_free(client->socket);
     g_free(client);
@@ -534,11 +554,36 @@ void sdm_gc_report_free(SdmGcReport *report)
 
 /* --- domains --- */
 
+static void forget_layouts(SdmClient *client)
+{
+    g_mutex_lock(&client->lock);
+    g_hash_table_remove_all(client->layouts);
+    g_mutex_unlock(&client->lock);
+}
+
+/* Keeps what `dict` (a domain's) says of its layout under `name`, if sdmd says it. */
+static void learn_layout(SdmClient *client, const char *name, GVariant *dict)
+{
+    const char *uuid = NULL, *template = NULL;
+    if (!g_variant_lookup(dict, "uuid", "&s", &uuid) ||
+        !g_variant_lookup(dict, "volume_path_template", "&s", &template))
+        return;
+    DomainLayout *layout = g_new0(DomainLayout, 1);
+    layout->uuid = g_strdup(uuid);
+    layout->volume_path_template = g_strdup(template);
+    g_mutex_lock(&client->lock);
+    g_hash_table_replace(client->layouts, g_strdup(name), layout);
+    g_mutex_unlock(&client->lock);
+}
+
+/* A domain method's dictionary as SdmDomainInfo; remembered under `name` if not NULL. */
 static SdmDomainInfo *domain_call(SdmClient *client, const char *method, GVariant *args,
-                                  GError **error)
+                                  const char *name, GError **error)
 {
     g_autoptr(GVariant) dict = call_dict(client, method, args, SDM_CLIENT_CALL_TIMEOUT_MS,
                                          error);
+    if (dict && name)
+        learn_layout(client, name, dict);
     return dict ? domain_from_dict(dict) : NULL;
 }
 
@@ -557,7 +602,8 @@ SdmDomainInfo *sdm_client_format_domain(SdmClient *client, const char *path,
                               g_variant_new_uint32(sector_size));
     if (alignment)
         g_variant_builder_add(&options, "{sv}", "alignment", g_variant_new_uint64(alignment));
-    return domain_call(client, "FormatDomain", g_variant_new("(sa{sv})", path, &options),
+    forget_layouts(client);
+    return domain_call(client, "FormatDomain", g_variant_new("(sa{sv})", path, &options), NULL,
                        error);
 }
 
@@ -565,13 +611,15 @@ SdmDomainInfo *sdm_client_attach_domain(SdmClient *client, const char *path, GEr
 {
     if (!check_text(path, _("domain path"), error))
         return NULL;
-    return domain_call(client, "AttachDomain", g_variant_new("(s)", path), error);
+    forget_layouts(client);
+    return domain_call(client, "AttachDomain", g_variant_new("(s)", path), path, error);
 }
 
 gboolean sdm_client_detach_domain(SdmClient *client, const char *domain, GError **error)
 {
     if (!check_text(domain, _("domain"), error))
         return FALSE;
+    forget_layouts(client);
     g_autoptr(GVariant) reply = call(client, "DetachDomain", g_variant_new("(s)", domain), "()",
                                      SDM_CLIENT_CALL_TIMEOUT_MS, error);
     return reply != NULL;
@@ -581,7 +629,7 @@ SdmDomainInfo *sdm_client_get_domain(SdmClient *client, const char *domain, GErr
 {
     if (!check_text(domain, _("domain"), error))
         return NULL;
-    return domain_call(client, "GetDomain", g_variant_new("(s)", domain), error);
+    return domain_call(client, "GetDomain", g_variant_new("(s)", domain), domain, error);
 }
 
 /* The uuid of `domain` (a uuid or a path), for volume keys: a uuid as given, a path asked
@@ -742,6 +790,17 @@ static SdmVolumeInfo *run_volume_job(SdmClient *client, const char *method, GVar
     return volume_from_dict(result);
 }
 
+/* `made`, the volume a job made from `plan`. One made elsewhere than planned means a
+ * layout learnt here went stale (the domain was made again under the same name through
+ * another client): they are all forgotten, and the next plan asks sdmd. */
+static SdmVolumeInfo *check_plan(SdmClient *client, const SdmVolumeInfo *plan,
+                                 SdmVolumeInfo *made)
+{
+    if (made && plan && (g_strcmp0(made->key, plan->key) || g_strcmp0(made->path, plan->path)))
+        forget_layouts(client);
+    return made;
+}
+
 static void add_option(GVariantBuilder *options, const char *key, const char *value)
 {
     if (value)
@@ -754,6 +813,66 @@ static void add_plan(GVariantBuilder *options, const SdmVolumeInfo *plan)
         return;
     add_option(options, "uuid", plan->uuid);
     add_option(options, "image", plan->image);
+}
+
+/* A name every sdmd takes (printable ASCII of a few kinds, not "." or ".."): such a
+ * volume is planned here. sdmd plans any other, and says what is wrong with a bad one. */
+static gboolean plain_name(const char *name)
+{
+    size_t length = strlen(name);
+    if (length == 0 || length > 255 || g_str_equal(name, ".") || g_str_equal(name, ".."))
+        return FALSE;
+    for (const char *p = name; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-_.+:@,=", *p))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* The layout of `domain`, asked of sdmd once; FALSE without `error` set if this sdmd
+ * does not say it. */
+static gboolean layout_of(SdmClient *client, const char *domain, DomainLayout *out,
+                          GError **error)
+{
+    for (int asked = 0;; asked++) {
+        g_mutex_lock(&client->lock);
+        const DomainLayout *known = g_hash_table_lookup(client->layouts, domain);
+        if (known) {
+            out->uuid = g_strdup(known->uuid);
+            out->volume_path_template = g_strdup(known->volume_path_template);
+        }
+        g_mutex_unlock(&client->lock);
+        if (known || asked)
+            return known != NULL;
+        g_autoptr(GVariant) dict = call_dict(client, "GetDomain", g_variant_new("(s)", domain),
+                                             SDM_CLIENT_CALL_TIMEOUT_MS, error);
+        if (!dict)
+            return FALSE;
+        learn_layout(client, domain, dict);
+    }
+}
+
+/* A plan made without a round trip: what sdmd's PlanVolume does for a volume without a
+ * backing store (two new uuids, the path its layout gives them), saving libvirt's
+ * createVol a call while it holds the pool's lock. NULL without `error` set: ask sdmd. */
+static SdmVolumeInfo *plan_here(SdmClient *client, const char *domain, const char *name,
+                                GError **error)
+{
+    DomainLayout layout = {0};
+    if (!layout_of(client, domain, &layout, error))
+        return NULL;
+    SdmVolumeInfo *info = g_new0(SdmVolumeInfo, 1);
+    info->uuid = g_uuid_string_random();
+    info->image = g_uuid_string_random();
+    info->name = g_strdup(name);
+    info->key = g_strdup_printf("%s/%s", layout.uuid, info->uuid);
+    GString *path = g_string_new(layout.volume_path_template);
+    g_string_replace(path, "{image}", info->image, 1);
+    g_string_replace(path, "{volume}", info->uuid, 1);
+    info->path = g_string_free(path, FALSE);
+    g_free(layout.uuid);
+    g_free(layout.volume_path_template);
+    return info;
 }
 
 SdmVolumeInfo *sdm_client_plan_volume(SdmClient *client, const char *domain,
@@ -782,16 +901,26 @@ SdmVolumeInfo *sdm_client_create_volume(SdmClient *client, const char *domain,
         (prealloc && !check_text(prealloc, _("preallocation"), error)) ||
         (backing && !check_text(backing, _("backing volume name"), error)))
         return NULL;
+    if (!backing && plain_name(name)) {
+        GError *failed = NULL;
+        SdmVolumeInfo *info = plan_here(client, domain, name, &failed);
+        if (info || failed) {
+            if (failed)
+                g_propagate_error(error, failed);
+            return info;
+        }
+    }
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "format", format);
     add_option(&options, "prealloc", prealloc);
     add_option(&options, "backing", backing);
     add_plan(&options, plan);
-    return run_volume_job(client, "CreateVolume",
-                          g_variant_new("(sst@a{sv})", domain, name, capacity,
-                                        g_variant_builder_end(&options)),
-                          wait, error);
+    return check_plan(client, plan,
+                      run_volume_job(client, "CreateVolume",
+                                     g_variant_new("(sst@a{sv})", domain, name, capacity,
+                                                   g_variant_builder_end(&options)),
+                                     wait, error));
 }
 
 SdmVolumeInfo *sdm_client_clone_volume(SdmClient *client, const char *domain,
@@ -808,10 +937,11 @@ SdmVolumeInfo *sdm_client_clone_volume(SdmClient *client, const char *domain,
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "format", format);
     add_plan(&options, plan);
-    return run_volume_job(client, "CloneVolume",
-                          g_variant_new("(sss@a{sv})", domain, source, name,
-                                        g_variant_builder_end(&options)),
-                          wait, error);
+    return check_plan(client, plan,
+                      run_volume_job(client, "CloneVolume",
+                                     g_variant_new("(sss@a{sv})", domain, source, name,
+                                                   g_variant_builder_end(&options)),
+                                     wait, error));
 }
 
 gboolean sdm_client_delete_volume(SdmClient *client, const char *domain, const char *name,
@@ -989,13 +1119,14 @@ SdmVolumeInfo *sdm_client_import_volume(SdmClient *client, const char *domain,
                       "please report this bug, and look the volume up meanwhile"));
         return NULL;
     }
-    return volume_from_dict(result);
+    return check_plan(client, plan, volume_from_dict(result));
 }
 
 gboolean sdm_client_remove_domain(SdmClient *client, const char *path, GError **error)
 {
     if (!check_text(path, _("domain path"), error))
         return FALSE;
+    forget_layouts(client);
     g_autoptr(GVariant) reply = call(client, "RemoveDomain", g_variant_new("(s)", path), "()",
                                      SDM_CLIENT_CALL_TIMEOUT_MS, error);
     return reply != NULL;

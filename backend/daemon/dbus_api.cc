@@ -420,6 +420,8 @@ GVariant *DomainToDict(const DomainView &domain)
     return dict
         .Str("uuid", info.uuid)
         .Str("path", info.path)
+        .Str("volume_path_template",
+             info.path + "/" + layout::VolumePath("{image}", "{volume}"))
         .U32("version", info.version)
         .U32("io_timeout", info.io_timeout)
         .U32("sector_size", info.sector_size)

@@ -326,6 +326,69 @@ TEST_F(ClientTest, EveryCallWorks)
 
 /* The key is made of two uuids kept on storage: sdmd's restart (and the client's
  * reconnection) and the way the domain is named leave it unchanged. */
+/* A volume without a backing store is planned by the client itself from the layout sdmd
+ * gave for its domain; an unusual name is planned by sdmd. Either way the create makes
+ * the volume at the planned path and key. A domain made again under the same path through
+ * another client makes one plan stale; the create's result shows it, and the next plan
+ * is right. */
+TEST_F(ClientTest, PlansMadeHereAreTheVolumesMade)
+{
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    auto plan_and_create = [&](const char *domain, const char *name) {
+        g_autoptr(GError) error = nullptr;
+        g_autoptr(SdmVolumeInfo) plan =
+            sdm_client_plan_volume(client_, domain, name, nullptr, &error);
+        EXPECT_NE(plan, nullptr) << name << ": " << (error ? error->message : "");
+        if (!plan)
+            return std::pair<std::string, std::string>{};
+        EXPECT_FALSE(Exists(plan->path)) << name;
+        g_autoptr(SdmVolumeInfo) made = sdm_client_create_volume(
+            client_, domain, name, kMiB, "raw", nullptr, nullptr, plan, nullptr, &error);
+        EXPECT_NE(made, nullptr) << name << ": " << (error ? error->message : "");
+        if (!made)
+            return std::pair<std::string, std::string>{};
+        EXPECT_STREQ(made->path, plan->path) << name;
+        EXPECT_STREQ(made->uuid, plan->uuid) << name;
+        return std::pair<std::string, std::string>{plan->key, made->key};
+    };
+    for (const char *name : {"web", "d\xc3\xa9j\xc3\xa0 vu", "disk-1.img"}) {
+        auto [planned, made] = plan_and_create(root_.c_str(), name);
+        EXPECT_EQ(planned, made) << name;
+        EXPECT_EQ(made.rfind(uuid_ + "/", 0), 0u) << made;
+    }
+    EXPECT_TRUE(Fails(Capture([&](GError **e) {
+                          g_autoptr(SdmVolumeInfo) v = sdm_client_create_volume(
+                              client_, root_.c_str(), "web", kMiB, "raw", nullptr, nullptr,
+                              nullptr, nullptr, e);
+                          return v != nullptr;
+                      }),
+                      SDM_CLIENT_ERROR_ALREADY_EXISTS, "web"))
+        << "a job that fails in the one call says why";
+
+    /* Another client detaches the domain, removes it and makes a new one there. */
+    g_autoptr(GError) error = nullptr;
+    SdmClient *other = sdm_client_new(daemon_.socket().c_str(), 0, &error);
+    ASSERT_NE(other, nullptr) << error->message;
+    for (const char *name : {"web", "d\xc3\xa9j\xc3\xa0 vu", "disk-1.img"})
+        EXPECT_TRUE(sdm_client_delete_volume(other, root_.c_str(), name, &kWait, &error))
+            << error->message;
+    EXPECT_TRUE(sdm_client_detach_domain(other, root_.c_str(), &error)) << error->message;
+    EXPECT_TRUE(sdm_client_remove_domain(other, root_.c_str(), &error)) << error->message;
+    g_autoptr(SdmDomainInfo) fresh = sdm_client_format_domain(other, root_.c_str(), 0, 0, 0,
+                                                              &error);
+    ASSERT_NE(fresh, nullptr) << error->message;
+    g_autoptr(SdmDomainInfo) attached = sdm_client_attach_domain(other, root_.c_str(), &error);
+    ASSERT_NE(attached, nullptr) << error->message;
+    sdm_client_free(other);
+    ASSERT_NE(std::string(fresh->uuid), uuid_);
+
+    auto [stale, made] = plan_and_create(root_.c_str(), "again");
+    EXPECT_EQ(made.rfind(std::string(fresh->uuid) + "/", 0), 0u) << made;
+    EXPECT_NE(stale, made) << "this client could not know";
+    auto [planned, made_next] = plan_and_create(root_.c_str(), "next");
+    EXPECT_EQ(planned, made_next) << "the create's result made the client ask again";
+}
+
 TEST_F(ClientTest, KeysSurviveRestartsAndTheClientReconnects)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());
