@@ -708,6 +708,25 @@ static gboolean job_finished(const char *state)
            g_str_equal(state, "aborted");
 }
 
+/* A finished job's final dictionary `dict` (taken): itself if the job succeeded, else NULL
+ * with the job's error in `error`. */
+static GVariant *job_outcome(GVariant *dict, const char *id, GError **error)
+{
+    g_auto(JobStatus) job = {0};
+    read_dict(dict, kJobFields, G_N_ELEMENTS(kJobFields), &job);
+    if (g_str_equal(job.state, "done"))
+        return dict;
+    g_variant_unref(dict);
+    if (*job.error_message)
+        g_set_error_literal(error, SDM_CLIENT_ERROR, code_of_engine_name(job.error_code),
+                            job.error_message);
+    else
+        g_set_error(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_INTERNAL,
+                    _("sdmd job %s ended %s without saying why; its log may tell"), id,
+                    job.state);
+    return NULL;
+}
+
 /* Waits for job `id` to end: its final dictionary if it succeeded, else NULL with the
  * job's error (or why waiting failed) in `error`. */
 static GVariant *wait_job(SdmClient *client, const char *id, const SdmWait *wait,
@@ -744,25 +763,32 @@ static GVariant *wait_job(SdmClient *client, const char *id, const SdmWait *wait
         read_dict(dict, kJobFields, G_N_ELEMENTS(kJobFields), &job);
         if (wait->progress && job.total > 0)
             wait->progress(job.done, job.total, wait->user_data);
-        if (!job_finished(job.state))
-            continue;
-        if (g_str_equal(job.state, "done"))
-            return g_steal_pointer(&dict);
-        if (*job.error_message)
-            g_set_error_literal(error, SDM_CLIENT_ERROR, code_of_engine_name(job.error_code),
-                                job.error_message);
-        else
-            g_set_error(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_INTERNAL,
-                        _("sdmd job %s ended %s without saying why; its log may tell"), id,
-                        job.state);
-        return NULL;
+        if (job_finished(job.state))
+            return job_outcome(g_steal_pointer(&dict), id, error);
     }
 }
 
-/* Starts a job with `method` (its reply is the job id) and waits for it. */
+/* The method that starts the same job as `method` and answers when it ends, if any. */
+static const char *and_wait_method(const char *method)
+{
+    return g_str_equal(method, "CreateVolume") ? "CreateVolumeAndWait" : NULL;
+}
+
+/* Starts a job with `method` (its reply is the job id) and waits for it. A wait for ever
+ * without progress needs no id in between: one call, where the method has the form. */
 static GVariant *run_job(SdmClient *client, const char *method, GVariant *args,
                          const SdmWait *wait, GError **error)
 {
+    const char *and_wait = and_wait_method(method);
+    if (and_wait && (!wait || (!wait->timeout_ms && !wait->progress))) {
+        GVariant *dict = call_dict(client, and_wait, args, 0, error);
+        if (!dict)
+            return NULL;
+        const char *id = "";
+        g_variant_lookup(dict, "id", "&s", &id);
+        g_autofree char *job = g_strdup(id);
+        return job_outcome(dict, job, error);
+    }
     g_autoptr(GVariant) reply = call(client, method, args, "(s)", SDM_CLIENT_CALL_TIMEOUT_MS,
                                      error);
     if (!reply)
@@ -881,6 +907,15 @@ SdmVolumeInfo *sdm_client_plan_volume(SdmClient *client, const char *domain,
     if (!check_text(domain, _("domain"), error) || !check_text(name, _("volume name"), error) ||
         (backing && !check_text(backing, _("backing volume name"), error)))
         return NULL;
+    if (!backing && plain_name(name)) {
+        GError *failed = NULL;
+        SdmVolumeInfo *info = plan_here(client, domain, name, &failed);
+        if (info || failed) {
+            if (failed)
+                g_propagate_error(error, failed);
+            return info;
+        }
+    }
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "backing", backing);
@@ -901,15 +936,6 @@ SdmVolumeInfo *sdm_client_create_volume(SdmClient *client, const char *domain,
         (prealloc && !check_text(prealloc, _("preallocation"), error)) ||
         (backing && !check_text(backing, _("backing volume name"), error)))
         return NULL;
-    if (!backing && plain_name(name)) {
-        GError *failed = NULL;
-        SdmVolumeInfo *info = plan_here(client, domain, name, &failed);
-        if (info || failed) {
-            if (failed)
-                g_propagate_error(error, failed);
-            return info;
-        }
-    }
     GVariantBuilder options;
     g_variant_builder_init(&options, G_VARIANT_TYPE_VARDICT);
     add_option(&options, "format", format);

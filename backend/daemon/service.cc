@@ -221,6 +221,7 @@ Service::Service(Config config)
     Connect<&Service::GetDomain>("handle-get-domain");
     Connect<&Service::PlanVolume>("handle-plan-volume");
     Connect<&Service::CreateVolume>("handle-create-volume");
+    Connect<&Service::CreateVolumeAndWait>("handle-create-volume-and-wait");
     Connect<&Service::CloneVolume>("handle-clone-volume");
     Connect<&Service::DeleteVolume>("handle-delete-volume");
     Connect<&Service::ResizeVolume>("handle-resize-volume");
@@ -1094,23 +1095,37 @@ void Service::GetDomain(GDBusMethodInvocation *invocation, const char *domain)
     ReturnDict(invocation, DomainDict(**entry));
 }
 
-void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain,
-                           const char *name, guint64 capacity, GVariant *options)
+std::optional<std::string> Service::StartCreate(GDBusMethodInvocation *invocation,
+                                                 const char *domain, const char *name,
+                                                 guint64 capacity, GVariant *options)
 {
     auto entry = Find(domain);
     auto decoded = dbus::DecodeCreateVolume(name, capacity, options);
     Status status = entry.ok() ? decoded.status() : entry.status();
-    if (!status.ok())
-        return dbus::ReturnError(invocation, status);
+    if (!status.ok()) {
+        dbus::ReturnError(invocation, status);
+        return std::nullopt;
+    }
     CreateParams params = *decoded;
-    std::string id = Submit("create", name, *entry,
-                            [params](OpObserver &observer, JobRecord &record) {
-                                return KeepVolume(record.entry->With([&](Domain &d) {
-                                    return d.CreateVolume(params, &observer);
-                                }),
-                                                  record);
-                            });
-    sdm_manager_complete_create_volume(skeleton_, invocation, id.c_str());
+    return Submit("create", name, *entry, [params](OpObserver &observer, JobRecord &record) {
+        return KeepVolume(
+            record.entry->With([&](Domain &d) { return d.CreateVolume(params, &observer); }),
+            record);
+    });
+}
+
+void Service::CreateVolume(GDBusMethodInvocation *invocation, const char *domain,
+                           const char *name, guint64 capacity, GVariant *options)
+{
+    if (auto id = StartCreate(invocation, domain, name, capacity, options))
+        sdm_manager_complete_create_volume(skeleton_, invocation, id->c_str());
+}
+
+void Service::CreateVolumeAndWait(GDBusMethodInvocation *invocation, const char *domain,
+                                  const char *name, guint64 capacity, GVariant *options)
+{
+    if (auto id = StartCreate(invocation, domain, name, capacity, options))
+        AnswerWhenEnded(invocation, *id, 0);
 }
 
 void Service::CloneVolume(GDBusMethodInvocation *invocation, const char *domain,
@@ -1376,15 +1391,25 @@ void Service::GetJob(GDBusMethodInvocation *invocation, const char *id)
 
 void Service::WaitJob(GDBusMethodInvocation *invocation, const char *id, guint timeout_ms)
 {
+    if (timeout_ms > 0)
+        return AnswerWhenEnded(invocation, id, timeout_ms);
     std::optional<JobSnapshot> job = jobs_.Get(id);
     if (!job)
         return dbus::ReturnError(invocation, NoSuchJob(id));
+    ReturnDict(invocation, JobDict(*job));
+}
+
+void Service::AnswerWhenEnded(GDBusMethodInvocation *invocation, const std::string &id,
+                              guint timeout_ms)
+{
+    std::optional<JobSnapshot> job = jobs_.Get(id);
     auto it = records_.find(id);
-    if (dbus::IsFinished(job->state) || timeout_ms == 0 || it == records_.end() ||
-        it->second->settled)
-        return ReturnDict(invocation, JobDict(*job));
+    if (!job || dbus::IsFinished(job->state) || it == records_.end() || it->second->settled)
+        return job ? ReturnDict(invocation, JobDict(*job))
+                   : dbus::ReturnError(invocation, NoSuchJob(id.c_str()));
     auto waiter = std::make_unique<Waiter>(Waiter{this, id, invocation, false});
-    waiter->timer = g_timeout_add(timeout_ms, OnWaitTimeout, waiter.get());
+    if (timeout_ms)
+        waiter->timer = g_timeout_add(timeout_ms, OnWaitTimeout, waiter.get());
     it->second->waiters.push_back(std::move(waiter));
 }
 

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -114,6 +115,16 @@ private:
     void GetDomain(GDBusMethodInvocation *invocation, const char *domain);
     void CreateVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
                       guint64 capacity, GVariant *options);
+    void CreateVolumeAndWait(GDBusMethodInvocation *invocation, const char *domain,
+                             const char *name, guint64 capacity, GVariant *options);
+    /* Starts a create job: its id, or nothing once `invocation` is answered with why not. */
+    std::optional<std::string> StartCreate(GDBusMethodInvocation *invocation,
+                                           const char *domain, const char *name,
+                                           guint64 capacity, GVariant *options);
+    /* Answers `invocation` with job `id`'s dictionary once the job has ended, or when
+     * `timeout_ms` (if not 0) passes. */
+    void AnswerWhenEnded(GDBusMethodInvocation *invocation, const std::string &id,
+                         guint timeout_ms);
     void CloneVolume(GDBusMethodInvocation *invocation, const char *domain, const char *source,
                      const char *name, GVariant *options);
     void DeleteVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name);

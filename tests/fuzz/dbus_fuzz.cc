@@ -204,6 +204,7 @@ const Method kMethods[] = {
     {"RemoveDomain", "(s)", AbsolutePath},
     {"PlanVolume", "(ssa{sv})", PlanVolume},
     {"CreateVolume", "(ssta{sv})", CreateVolume},
+    {"CreateVolumeAndWait", "(ssta{sv})", CreateVolume},
     {"CloneVolume", "(sssa{sv})", CloneVolume},
     {"DeleteVolume", "(ss)", VolumeName},
     {"ResizeVolume", "(sst)", ResizeVolume},

@@ -324,13 +324,11 @@ TEST_F(ClientTest, EveryCallWorks)
                       SDM_CLIENT_ERROR_UNSUPPORTED, "not attached with sanlock leases"));
 }
 
-/* The key is made of two uuids kept on storage: sdmd's restart (and the client's
- * reconnection) and the way the domain is named leave it unchanged. */
 /* A volume without a backing store is planned by the client itself from the layout sdmd
  * gave for its domain; an unusual name is planned by sdmd. Either way the create makes
  * the volume at the planned path and key. A domain made again under the same path through
  * another client makes one plan stale; the create's result shows it, and the next plan
- * is right. */
+ * is right. The creates wait for ever (libvirt's way): one CreateVolumeAndWait each. */
 TEST_F(ClientTest, PlansMadeHereAreTheVolumesMade)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());
@@ -389,6 +387,8 @@ TEST_F(ClientTest, PlansMadeHereAreTheVolumesMade)
     EXPECT_EQ(planned, made_next) << "the create's result made the client ask again";
 }
 
+/* The key is made of two uuids kept on storage: sdmd's restart (and the client's
+ * reconnection) and the way the domain is named leave it unchanged. */
 TEST_F(ClientTest, KeysSurviveRestartsAndTheClientReconnects)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());

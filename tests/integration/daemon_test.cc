@@ -343,6 +343,34 @@ TEST_F(DaemonTest, VolumeMethods)
     EXPECT_EQ(Str(got, "object"), "disk1");
 }
 
+/* One call that starts a create and answers with the ended job, as WaitJob would: the
+ * volume made, or the job's failure in the dictionary. */
+TEST_F(DaemonTest, CreateVolumeAndWaitAnswersWithTheEndedJob)
+{
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    const char *d = uuid_.c_str();
+    auto create = [&](const char *name) {
+        return Out("CreateVolumeAndWait",
+                   g_variant_new("(sst@a{sv})", d, name, kMiB,
+                                 Opts({{"format", g_variant_new_string("qcow2")}})));
+    };
+    g_autoptr(GVariant) done = create("one");
+    ASSERT_NE(done, nullptr);
+    EXPECT_EQ(Str(done, "state"), "done") << Str(done, "error_message");
+    EXPECT_EQ(Str(done, "type"), "create");
+    g_autoptr(GVariant) made = g_variant_lookup_value(done, "result", G_VARIANT_TYPE_VARDICT);
+    ASSERT_NE(made, nullptr);
+    EXPECT_EQ(Str(made, "format"), "qcow2");
+    EXPECT_TRUE(Exists(Str(made, "path")));
+    g_autoptr(GVariant) listed = Out("GetJob", g_variant_new("(s)", Str(done, "id").c_str()));
+    EXPECT_EQ(Str(listed, "state"), "done") << "a job like any other";
+
+    g_autoptr(GVariant) again = create("one");
+    ASSERT_NE(again, nullptr);
+    EXPECT_EQ(Str(again, "state"), "failed");
+    EXPECT_EQ(Str(again, "error_code"), "already-exists") << Str(again, "error_message");
+}
+
 /* libvirt hands out a volume's key and path before the create runs: the planned identity
  * is the one the create makes, and planning leaves storage alone. The first plan comes
  * before sdmd opened the domain (answered from the worker pool), the second after it
@@ -422,6 +450,11 @@ TEST_F(DaemonTest, BadArgumentsGetNamedErrors)
         {"CreateVolume", [&] {
              return g_variant_new("(sst@a{sv})", "no-such-domain", "v", kMiB, Opts({}));
          }, not_found},
+        {"CreateVolumeAndWait",
+         [&] { return g_variant_new("(sst@a{sv})", "no-such-domain", "v", kMiB, Opts({})); },
+         not_found},
+        {"CreateVolumeAndWait",
+         [&] { return g_variant_new("(sst@a{sv})", d, "a/b", kMiB, Opts({})); }, invalid},
         {"CreateVolume", [&] { return g_variant_new("(sst@a{sv})", d, "a/b", kMiB, Opts({})); },
          invalid},
         {"CreateVolume", [&] { return g_variant_new("(sst@a{sv})", d, "", kMiB, Opts({})); },
