@@ -9,7 +9,6 @@
 #include <csignal>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -82,21 +81,6 @@ protected:
     void ExpectConsistent(SimHost &h)
     {
         EXPECT_EQ(cluster_->CheckProblems(h), std::vector<std::string>{}) << "host " << h.id();
-    }
-
-    /* Median wall time of `count` creates through D-Bus on host 1, in milliseconds. */
-    double CreateMedianMs(int count)
-    {
-        std::vector<double> times;
-        for (int i = 0; i < count; i++) {
-            auto start = std::chrono::steady_clock::now();
-            Create(host(1), "bench" + std::to_string(i));
-            times.push_back(std::chrono::duration<double, std::milli>(
-                                std::chrono::steady_clock::now() - start)
-                                .count());
-        }
-        std::sort(times.begin(), times.end());
-        return times[times.size() / 2];
     }
 
     TempDir tmp_;
@@ -414,23 +398,6 @@ TEST(HostsConfig, BadSanlockKeysExitTwo)
         EXPECT_NE(r.out.find(path + ":3: " + c.says), std::string::npos)
             << c.line << ": " << r.out;
     }
-}
-
-/* Not an assertion on speed: prints the median create time with each lease backend. */
-TEST_F(HostsTest, CreateMedianSanlockAgainstLocal)
-{
-    constexpr int kCreates = 15;
-    ASSERT_NO_FATAL_FAILURE(StartHosts(1));
-    ASSERT_NO_FATAL_FAILURE(FormatAndAttach());
-    double sanlock = CreateMedianMs(kCreates);
-
-    ASSERT_NO_FATAL_FAILURE(StartHosts(1, "lease_backend=local\n"));
-    ASSERT_NO_FATAL_FAILURE(FormatAndAttach());
-    double local = CreateMedianMs(kCreates);
-    printf("create via D-Bus, median of %d: sanlock leases %.1f ms, local leases %.1f ms\n",
-           kCreates, sanlock, local);
-    RecordProperty("create_p50_sanlock_ms", std::to_string(sanlock));
-    RecordProperty("create_p50_local_ms", std::to_string(local));
 }
 
 }  // namespace
