@@ -72,6 +72,15 @@ void ReturnDict(GDBusMethodInvocation *invocation, GVariant *dict)
     g_dbus_method_invocation_return_value(invocation, g_variant_new("(@a{sv})", dict));
 }
 
+/* Answers with a volume of the domain `uuid`, or with why there is none. */
+void ReturnVolume(GDBusMethodInvocation *invocation, const Result<VolumeInfo> &volume,
+                  const std::string &uuid)
+{
+    if (!volume.ok())
+        return dbus::ReturnError(invocation, volume.status());
+    ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
+}
+
 Status NoSuchJob(const char *id)
 {
     return Status::Error(ErrorCode::kNotFound,
@@ -1194,22 +1203,13 @@ void Service::PlanVolume(GDBusMethodInvocation *invocation, const char *domain,
     /* Such a plan touches no storage: answered here it saves a create the two thread
      * hand-offs of the worker pool (docs/benchmarks.md). */
     std::shared_ptr<Domain> open = params.backing.empty() ? (*entry)->OpenNow() : nullptr;
-    if (open) {
-        Result<VolumeInfo> volume = open->PlanVolume(params);
-        if (!volume.ok())
-            return dbus::ReturnError(invocation, volume.status());
-        return ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
-    }
+    if (open)
+        return ReturnVolume(invocation, open->PlanVolume(params), uuid);
     auto planned = std::make_shared<std::optional<Result<VolumeInfo>>>();
     OffMainLoop([planned, target = *entry, params] {
                     *planned = target->With([&](Domain &d) { return d.PlanVolume(params); });
                 },
-                [planned, invocation, uuid] {
-                    const Result<VolumeInfo> &volume = **planned;
-                    if (!volume.ok())
-                        return dbus::ReturnError(invocation, volume.status());
-                    ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
-                });
+                [planned, invocation, uuid] { ReturnVolume(invocation, **planned, uuid); });
 }
 
 void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain,
@@ -1224,10 +1224,7 @@ void Service::LookupVolume(GDBusMethodInvocation *invocation, const char *domain
                     *found = target->With([&](Domain &d) { return d.LookupVolume(volume); });
                 },
                 [found, invocation, uuid = (*entry)->info.uuid] {
-                    const Result<VolumeInfo> &volume = **found;
-                    if (!volume.ok())
-                        return dbus::ReturnError(invocation, volume.status());
-                    ReturnDict(invocation, dbus::VolumeToDict(*volume, uuid));
+                    ReturnVolume(invocation, **found, uuid);
                 });
 }
 
