@@ -855,27 +855,32 @@ static gboolean plain_name(const char *name)
     return TRUE;
 }
 
+/* A copy of the layout learnt for `domain` into `out`; FALSE if none is known. */
+static gboolean known_layout(SdmClient *client, const char *domain, DomainLayout *out)
+{
+    g_mutex_lock(&client->lock);
+    const DomainLayout *known = g_hash_table_lookup(client->layouts, domain);
+    if (known) {
+        out->uuid = g_strdup(known->uuid);
+        out->volume_path_template = g_strdup(known->volume_path_template);
+    }
+    g_mutex_unlock(&client->lock);
+    return known != NULL;
+}
+
 /* The layout of `domain`, asked of sdmd once; FALSE without `error` set if this sdmd
  * does not say it. */
 static gboolean layout_of(SdmClient *client, const char *domain, DomainLayout *out,
                           GError **error)
 {
-    for (int asked = 0;; asked++) {
-        g_mutex_lock(&client->lock);
-        const DomainLayout *known = g_hash_table_lookup(client->layouts, domain);
-        if (known) {
-            out->uuid = g_strdup(known->uuid);
-            out->volume_path_template = g_strdup(known->volume_path_template);
-        }
-        g_mutex_unlock(&client->lock);
-        if (known || asked)
-            return known != NULL;
-        g_autoptr(GVariant) dict = call_dict(client, "GetDomain", g_variant_new("(s)", domain),
-                                             SDM_CLIENT_CALL_TIMEOUT_MS, error);
-        if (!dict)
-            return FALSE;
-        learn_layout(client, domain, dict);
-    }
+    if (known_layout(client, domain, out))
+        return TRUE;
+    g_autoptr(GVariant) dict = call_dict(client, "GetDomain", g_variant_new("(s)", domain),
+                                         SDM_CLIENT_CALL_TIMEOUT_MS, error);
+    if (!dict)
+        return FALSE;
+    learn_layout(client, domain, dict);
+    return known_layout(client, domain, out);
 }
 
 /* A plan made without a round trip: what sdmd's PlanVolume does for a volume without a
