@@ -74,15 +74,22 @@ protected:
 
     void TearDown() override
     {
-        if (conn_) {
-            if (subscription_)
-                g_dbus_connection_signal_unsubscribe(conn_, subscription_);
-            g_dbus_connection_close_sync(conn_, nullptr, nullptr);
-            g_object_unref(conn_);
-        }
+        Disconnect();
         if (daemon_.running()) {
             EXPECT_EQ(daemon_.Stop(), 0) << daemon_.Log();
         }
+    }
+
+    /* Closes the test's connection, if there is one. */
+    void Disconnect()
+    {
+        if (!conn_)
+            return;
+        if (subscription_)
+            g_dbus_connection_signal_unsubscribe(conn_, subscription_);
+        subscription_ = 0;
+        g_dbus_connection_close_sync(conn_, nullptr, nullptr);
+        g_clear_object(&conn_);
     }
 
     /* Starts sdmd with the test domain attached, and connects. */
@@ -912,8 +919,7 @@ TEST_F(DaemonDataTest, WipeKilledAtEachStepIsIllegalUntilItEnds)
             Call(conn_, "WaitJob", g_variant_new("(su)", id, 60000u), &error);
         EXPECT_EQ(waited, nullptr) << "sdmd was to die at " << c.step;
         EXPECT_EQ(daemon_.Stop(), 128 + SIGKILL) << daemon_.Log();
-        g_dbus_connection_close_sync(conn_, nullptr, nullptr);
-        g_clear_object(&conn_);
+        Disconnect();
 
         ASSERT_NO_FATAL_FAILURE(StartDaemon());
         g_autoptr(GVariant) found = Out("LookupVolume", g_variant_new("(ss)", d, name.c_str()));
@@ -933,8 +939,7 @@ TEST_F(DaemonDataTest, WipeKilledAtEachStepIsIllegalUntilItEnds)
         g_autoptr(GVariant) check = Out("CheckDomain", g_variant_new("(s)", d));
         EXPECT_EQ(Strv(check, "problems"), std::vector<std::string>{});
         EXPECT_EQ(daemon_.Stop(), 0) << daemon_.Log();
-        g_dbus_connection_close_sync(conn_, nullptr, nullptr);
-        g_clear_object(&conn_);
+        Disconnect();
     }
 }
 
