@@ -21,7 +21,6 @@ namespace {
 constexpr char kGroup[] = "sdmd";
 constexpr uint32_t kMaxHostId = 2000;
 constexpr uint32_t kMaxInterval = 7 * 24 * 3600;
-constexpr uint32_t kMaxLingerMs = 60 * 1000;
 
 constexpr const char *kKeys[] = {
     "socket", "socket_group", "host_id", "gc_interval", "job_expiry",
@@ -186,8 +185,9 @@ Status ReadRest(const Reader &r, Config *config)
                              "or leave the key out for sanlock's default"));
     }
     if (r.Has("domain_lease_linger_ms"))
-        SDM_RETURN_IF_ERROR(r.Uint("domain_lease_linger_ms", 0, kMaxLingerMs,
-                                   &config->domain_lease_linger_ms));
+        return r.Error("domain_lease_linger_ms",
+                       _("no longer used: since domain format 2 no operation holds the domain "
+                         "lease, so there is nothing to keep; remove the line"));
     if (r.Has("domains")) {
         config->domains = r.List("domains");
         for (const auto &path : config->domains) {

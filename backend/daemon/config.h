@@ -29,7 +29,6 @@ struct Config {
     uint32_t job_expiry = 600;         /* seconds a finished job stays listed */
     LeaseBackend lease_backend = LeaseBackend::kLocal;
     std::string sanlock_run_dir;       /* empty: sanlock's default run directory */
-    uint32_t domain_lease_linger_ms = 200; /* DomainOptions::domain_lease_linger */
     std::vector<std::string> domains;  /* attached at start */
     LogLevel log_level = LogLevel::kInfo;
 };

@@ -38,8 +38,6 @@ namespace sdm::daemon {
 namespace {
 
 constexpr char kHostLive[] = "LIVE";
-/* Volume slots a sanlock domain starts with; more are written as volumes need them. */
-constexpr uint64_t kInitialSlots = 64;
 
 SanlockGeometry SanlockGeometryOf(const DomainInfo &info)
 {
@@ -47,6 +45,7 @@ SanlockGeometry SanlockGeometryOf(const DomainInfo &info)
     g.lockspace = info.lockspace;
     g.ids_path = info.path + "/" + layout::kIds;
     g.leases_path = info.path + "/" + layout::kLeases;
+    g.owners_path = info.path + "/" + layout::kOwners;
     g.alignment = info.alignment;
     g.sector_size = info.sector_size;
     g.io_timeout = info.io_timeout;
@@ -544,7 +543,6 @@ Result<DomainOptions> Service::DomainOptionsFor(const DomainInfo &info) const
 {
     DomainOptions options;
     options.host_id = config_.host_id;
-    options.domain_lease_linger = std::chrono::milliseconds(config_.domain_lease_linger_ms);
     switch (config_.lease_backend) {
     case LeaseBackend::kLocal:
         options.leases = nullptr; /* the engine's OFD leases on <domain>/leases */
@@ -566,13 +564,12 @@ Result<DomainOptions> Service::DomainOptionsFor(const DomainInfo &info) const
 Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path) const
 {
     /* The lockspace's name is in the domain's metadata: read it before choosing leases. */
-    auto probe = Domain::Open(path);
-    if (!probe.ok())
-        return probe.status();
+    auto info = Domain::Inspect(path);
+    if (!info.ok())
+        return info.status();
     auto entry = std::make_shared<AttachedDomain>();
-    entry->info = (*probe)->info();
+    entry->info = *info;
     entry->path = path;
-    probe->reset();
     auto options = DomainOptionsFor(entry->info);
     if (!options.ok())
         return options.status();
@@ -993,19 +990,13 @@ void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
     std::string where = path;
     uint32_t host_id = config_.host_id;
     bool sanlock = config_.lease_backend == LeaseBackend::kSanlock;
-    OffMainLoop([result, where, params, sanlock] {
-                    *result = Domain::Format(where, params);
-                    if (!sanlock || !(*result)->ok())
-                        return;
-                    Status areas = SanlockLeaseManager::FormatAreas(
-                        SanlockGeometryOf(***result), kInitialSlots);
-                    if (!areas.ok())
-                        *result = Status::Error(
-                            areas.code(),
-                            Printf(_("domain %s is formatted but its sanlock areas are not: "
-                                     "%s; fix the cause and format the directory again"),
-                                   where.c_str(), areas.message().c_str()));
-                },
+    /* The areas are written before the format's commit: a domain.meta on storage means
+     * its lockspace and domain lease are there too. */
+    if (sanlock)
+        params.write_lease_areas = [](const DomainInfo &info) {
+            return SanlockLeaseManager::FormatAreas(SanlockGeometryOf(info));
+        };
+    OffMainLoop([result, where, params] { *result = Domain::Format(where, params); },
                 [result, invocation, host_id] {
                     const Result<DomainInfo> &info = **result;
                     if (!info.ok())

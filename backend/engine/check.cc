@@ -1,8 +1,9 @@
 /* The consistency check of a whole domain: every committed volume is readable, has its
- * data file, a valid chain and matching index entries; every index entry names a volume;
- * nothing stray lies in images/ or at the root. Entries that belong to a pending
- * transaction are not problems: the collector owns them. It holds the domain lease and
- * the domain lock (exclusive) so the view is stable across hosts and threads. */
+ * data file, a valid chain, its own lease slot and its name claim; every claim names a
+ * volume; every chunk claim names an owner; nothing stray lies in images/ or at the root.
+ * Entries that belong to a pending transaction are not problems: the collector owns them.
+ * It holds the domain lock exclusively, so no thread of this process changes the domain
+ * meanwhile; other hosts' operations may, and what they have in flight shows as pending. */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@ namespace {
 struct Pending {
     std::set<std::string> images;
     std::set<std::string> volumes;
+    std::vector<std::string> legacy; /* format 1 transactions */
 };
 
 Pending ReadPending(FileDomain &domain, uint32_t *count)
@@ -34,8 +36,12 @@ Pending ReadPending(FileDomain &domain, uint32_t *count)
     for (const auto &entry : *entries) {
         (*count)++;
         auto name = layout::ParseTxDirName(entry);
-        if (!name)
+        if (!name) {
+            if (layout::ParseLegacyTxDirName(entry))
+                pending.legacy.push_back(entry);
             continue;
+        }
+        pending.images.insert(name->txid); /* a new image's transaction is named after it */
         TxRead read = ReadTransaction(domain, entry, *name);
         if (read.marker) {
             pending.images.insert(read.marker->image);
@@ -56,9 +62,6 @@ std::string ReadLink(int dir, const std::string &name)
 
 Result<CheckReport> FileDomain::Check()
 {
-    auto domain_lease = AcquireDomainLease();
-    if (!domain_lease.ok())
-        return domain_lease.status();
     auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kExclusive, options_.lock_timeout);
     if (!domain_lock.ok())
         return domain_lock.status();
@@ -66,6 +69,21 @@ Result<CheckReport> FileDomain::Check()
     CheckReport report;
     auto problem = [&report](const std::string &text) { report.problems.push_back(text); };
     Pending pending = ReadPending(*this, &report.pending_transactions);
+    for (const auto &entry : pending.legacy)
+        problem(std::string(layout::kTxDir) + "/" + entry +
+                _(": a format 1 transaction; run the upgrade again to adopt it"));
+
+    auto chunks = fileio::ListDirAt(chunks_dir(), ".");
+    if (!chunks.ok())
+        return chunks.status();
+    for (const auto &entry : *chunks) {
+        char target[32];
+        ssize_t n = readlinkat(chunks_dir(), entry.c_str(), target, sizeof(target));
+        if (!layout::ParseChunkEntry(entry) || n <= 0 ||
+            !layout::ParseChunkTarget(std::string(target, n)))
+            problem(std::string(layout::kChunksDir) + "/" + entry +
+                    _(": not a chunk claim (a chunk number naming an owner)"));
+    }
 
     auto root_entries = fileio::ListDirAt(root(), ".");
     if (!root_entries.ok())
@@ -73,6 +91,7 @@ Result<CheckReport> FileDomain::Check()
     std::vector<std::string> root_links; /* judged once the volumes are known */
     for (const auto &entry : *root_entries) {
         bool known = entry == layout::kDomainMeta || entry == "lost+found" ||
+                     entry == layout::kFormatClaim ||
                      std::any_of(std::begin(layout::kSkeleton), std::end(layout::kSkeleton),
                                  [&](const char *n) { return entry == n; });
         if (!known)
@@ -80,8 +99,10 @@ Result<CheckReport> FileDomain::Check()
     }
     std::map<std::string, std::string> expected_root; /* root link -> target */
 
-    /* Every index entry the committed volumes call for, with its target. */
+    /* Every name claim the committed volumes call for, with its target; every slot's
+     * volume. */
     std::map<std::string, std::string> expected_index;
+    std::map<uint64_t, std::string> slots;
     std::vector<std::string> index_entries;
     auto images = fileio::ListDirAt(images_dir(), ".");
     if (!images.ok())
@@ -92,8 +113,11 @@ Result<CheckReport> FileDomain::Check()
         case layout::EntryKind::kImage:
             break;
         case layout::EntryKind::kName:
-        case layout::EntryKind::kSlot:
             index_entries.push_back(entry);
+            continue;
+        case layout::EntryKind::kLegacySlot:
+            problem(where + _(": a format 1 slot index entry; run the upgrade again to "
+                              "remove it"));
             continue;
         case layout::EntryKind::kOther:
             problem(where + _(": neither an image nor an index entry"));
@@ -136,14 +160,14 @@ Result<CheckReport> FileDomain::Check()
             }
             if (std::string link = layout::RootLink(v.name); !link.empty())
                 expected_root[link] = layout::RootLinkTarget(entry, v.uuid);
-            for (const std::string &key : {layout::NameEntry(v.name), layout::SlotEntry(v.slot)}) {
-                if (!expected_index.emplace(key, target).second) {
-                    problem(vwhere + _(": index entry ") + key + _(" is claimed by another volume too"));
-                    continue;
-                }
-                if (ReadLink(images_dir(), key) != target && !pending.volumes.count(v.uuid))
-                    problem(vwhere + _(": index entry images/") + key + _(" is missing or wrong"));
-            }
+            if (auto [other, fresh] = slots.emplace(v.slot, vwhere); !fresh)
+                problem(vwhere + _(": its lease slot ") + std::to_string(v.slot) +
+                        _(" is also that of ") + other->second);
+            const std::string key = layout::NameEntry(v.name);
+            if (!expected_index.emplace(key, target).second)
+                problem(vwhere + _(": its name is also that of another volume"));
+            else if (ReadLink(images_dir(), key) != target && !pending.volumes.count(v.uuid))
+                problem(vwhere + _(": its name claim images/") + key + _(" is missing or wrong"));
         }
         auto files = fileio::ListDirAt(image->dir.get(), ".");
         if (!files.ok())
@@ -181,10 +205,13 @@ Result<CheckReport> FileDomain::Check()
         auto ref = layout::ParseIndexTarget(target);
         auto it = expected_index.find(entry);
         if (ref && ((it != expected_index.end() && it->second == target) ||
-                    pending.volumes.count(ref->volume)))
+                    pending.volumes.count(ref->volume) || pending.images.count(ref->image)))
             continue;
         problem(std::string(layout::kImagesDir) + "/" + entry +
-                _(": index entry names no committed volume"));
+                (ref ? _(": a name claim of no committed volume and no pending transaction (a "
+                         "power cut interrupted its create); the next create of that name "
+                         "removes it, or remove it by hand")
+                     : _(": not a name claim")));
     }
     return report;
 }

@@ -12,35 +12,30 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
-#include <unordered_set>
 
 namespace sdm {
 
 namespace {
 
-/* Order within an operation is the order the steps are reached. A step is reached
- * before its work is done: crashing "at create.commit" leaves the commit undone. */
-const std::vector<std::string> kSteps = {
-    "create.begin", "create.marker", "create.image-dir", "create.metadata",
-    "create.lease-area", "create.data", "create.durable", "create.place-data",
-    "create.commit", "create.index", "create.done",
-    "clone.begin", "clone.marker", "clone.image-dir", "clone.metadata-illegal",
-    "clone.lease-area", "clone.copy", "clone.copied", "clone.legal", "clone.durable",
-    "clone.commit", "clone.index", "clone.done",
-    "delete.begin", "delete.marker", "delete.durable", "delete.commit", "delete.collect",
-    "delete.done",
-    "resize.begin", "resize.marker", "resize.durable", "resize.grow", "resize.commit",
-    "resize.done",
-    "upload.begin", "upload.data", "upload.partial", "upload.sync", "upload.legal",
-    "upload.done",
-    "wipe.begin", "wipe.data", "wipe.legal", "wipe.done",
-    "gc.collect", "gc.remove-marker",
-};
-
-const std::unordered_set<std::string> &StepSet()
+/* In the order of steps.h: grouped by operation, each group in the order reached. */
+std::vector<std::string> ListSteps()
 {
-    static const std::unordered_set<std::string> set(kSteps.begin(), kSteps.end());
-    return set;
+    std::vector<std::string> all;
+    auto add = [&all](const auto &list) {
+        for (const StepName &step : list)
+            all.emplace_back(step.name);
+    };
+    add(steps::format::kAll);
+    add(steps::upgrade::kAll);
+    add(steps::chunk::kAll);
+    add(steps::create::kAll);
+    add(steps::clone::kAll);
+    add(steps::del::kAll);
+    add(steps::resize::kAll);
+    add(steps::upload::kAll);
+    add(steps::wipe::kAll);
+    add(steps::gc::kAll);
+    return all;
 }
 
 /* A test that forgets to release a stall must not hang the daemon for good. */
@@ -70,12 +65,9 @@ void Stall(const char *step)
 
 }  // namespace
 
-void Step(const char *step, OpObserver *observer)
+void Step(StepName named, OpObserver *observer)
 {
-    if (!StepSet().count(step)) {
-        fprintf(stderr, "libvirt-sdm: internal error: unregistered step '%s'\n", step);
-        abort();
-    }
+    const char *step = named.name;
     if (observer)
         observer->OnStep(step);
     static const char *crash_at = getenv("SDM_CRASH_AT");
@@ -86,12 +78,16 @@ void Step(const char *step, OpObserver *observer)
         Stall(step);
 }
 
-const std::vector<std::string> &AllSteps() { return kSteps; }
+const std::vector<std::string> &AllSteps()
+{
+    static const std::vector<std::string> all = ListSteps();
+    return all;
+}
 
 std::vector<std::string> StepsOf(const std::string &operation)
 {
     std::vector<std::string> steps;
-    for (const auto &s : kSteps)
+    for (const auto &s : AllSteps())
         if (s.compare(0, operation.size() + 1, operation + ".") == 0)
             steps.push_back(s);
     return steps;

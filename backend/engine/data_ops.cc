@@ -1,14 +1,15 @@
-/* Volume data: upload, download and wipe; and the removal of an empty domain.
+/* Volume data: upload, download and wipe.
  *
  * Writing a volume's data changes no namespace, so it is not a storage transaction. It
  * follows VDSM's rule for writing into a volume instead: under the volume's exclusive
  * lease, the metadata says ILLEGAL (generation + 1) before the first byte is written, and
  * LEGAL again (generation + 1) only once the data is durable. A crash or a failure in
  * between leaves an ILLEGAL volume that no consumer uses and that check reports; writing
- * its data again or deleting it are the ways out (docs/data-operations.md). The domain
- * lease is held only while the volume is marked: a transfer lasts as long as its client
- * streams, and other hosts' metadata operations must not wait for it. A download reads
- * under the shared lease and changes nothing. Thread-safe like every Domain operation. */
+ * its data again or deleting it are the ways out (docs/data-operations.md). The local
+ * domain and image locks are held only while the volume is marked: a transfer lasts as
+ * long as its client streams, and other operations of this process on the image must not
+ * wait for it. A download reads under the shared lease and changes nothing. Thread-safe
+ * like every Domain operation. */
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <poll.h>
@@ -171,11 +172,11 @@ struct Writing {
     bool was_legal = false;
 };
 
-/* Marks the volume `name` ILLEGAL under the domain lease and its image lock (so that no
- * layer is made on it meanwhile, here or on another host) and keeps only its exclusive
- * lease. Lockdep's order forbids keeping a volume lease while giving back the domain
- * lease taken before it, so the lease is given back too and taken again at once; the
- * generation then proves that nobody wrote the metadata in between. */
+/* Marks the volume `name` ILLEGAL under its image lock and its exclusive lease (so that no
+ * layer is made on it meanwhile, here or on another host) and keeps only the lease.
+ * Lockdep's order forbids keeping a volume lease while giving back the image lock taken
+ * before it, so the lease is given back too and taken again at once; the generation then
+ * proves that nobody wrote the metadata in between. */
 Result<Writing> BeginWrite(FileDomain &domain, const std::string &name, OpRun &run,
                            const std::function<Status(const meta::VolumeMeta &)> &check)
 {
@@ -293,7 +294,7 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
                                             OpObserver *observer)
 {
     OpRun run(*this, observer, name);
-    Status status = run.Enter("upload.begin");
+    Status status = run.Enter(steps::upload::kBegin);
     if (status.ok() && source.fd < 0)
         status = Status::Error(ErrorCode::kInvalidArgument,
                                _("no descriptor to read the upload from; pass one"));
@@ -325,7 +326,7 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
         auto data = fileio::OpenAt(w->image_dir.get(), m.uuid, O_WRONLY);
         if (!data.ok())
             return data.status();
-        SDM_RETURN_IF_ERROR(run.Enter("upload.data"));
+        SDM_RETURN_IF_ERROR(run.Enter(steps::upload::kData));
         std::vector<char> buf(kChunk + 1);
         uint64_t waited = offset;
         for (;;) {
@@ -356,13 +357,13 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
             written += *got;
             /* Reached once, with the first chunk on the file and unsynced: part of the data. */
             if (written == *got)
-                SDM_RETURN_IF_ERROR(run.Enter("upload.partial"));
+                SDM_RETURN_IF_ERROR(run.Enter(steps::upload::kPartial));
             if (observer)
                 observer->OnProgress(written, length ? length : raw ? limit : written);
         }
         if (source.confirm_end)
             SDM_RETURN_IF_ERROR(source.confirm_end(observer));
-        SDM_RETURN_IF_ERROR(run.Enter("upload.sync"));
+        SDM_RETURN_IF_ERROR(run.Enter(steps::upload::kSync));
         if (!raw) {
             /* A whole qcow2 file replaces the old one; a hole punched at its end needs the
              * size set. */
@@ -389,12 +390,12 @@ Result<VolumeInfo> FileDomain::UploadVolume(const std::string &name, const Uploa
         return run.Fail(status);
     }
 
-    (void)run.Enter("upload.legal");
+    (void)run.Enter(steps::upload::kLegal);
     bool whole = offset == 0 && (raw ? written == m.capacity : length == 0);
     auto info = FinishWrite(*this, *w, w->was_legal || whole);
     if (!info.ok())
         return run.Fail(info.status());
-    (void)run.Enter("upload.done");
+    (void)run.Enter(steps::upload::kDone);
     return info;
 }
 
@@ -467,7 +468,7 @@ Status FileDomain::DownloadVolume(const std::string &name, int fd, uint64_t offs
 Result<VolumeInfo> FileDomain::WipeVolume(const std::string &name, OpObserver *observer)
 {
     OpRun run(*this, observer, name);
-    Status status = run.Enter("wipe.begin");
+    Status status = run.Enter(steps::wipe::kBegin);
     if (!status.ok())
         return run.Fail(status);
     auto w = BeginWrite(*this, name, run, [](const meta::VolumeMeta &) { return Status::Ok(); });
@@ -477,7 +478,7 @@ Result<VolumeInfo> FileDomain::WipeVolume(const std::string &name, OpObserver *o
     const std::string rel = layout::VolumePath(m.image, m.uuid);
 
     status = [&]() -> Status {
-        SDM_RETURN_IF_ERROR(run.Enter("wipe.data"));
+        SDM_RETURN_IF_ERROR(run.Enter(steps::wipe::kData));
         if (m.format == VolumeFormat::kRaw) {
             auto data = fileio::OpenAt(w->image_dir.get(), m.uuid, O_RDWR);
             if (!data.ok())
@@ -505,60 +506,12 @@ Result<VolumeInfo> FileDomain::WipeVolume(const std::string &name, OpObserver *o
     }();
     if (!status.ok())
         return run.Fail(LeftIllegal(status, name));
-    (void)run.Enter("wipe.legal");
+    (void)run.Enter(steps::wipe::kLegal);
     auto info = FinishWrite(*this, *w, true);
     if (!info.ok())
         return run.Fail(info.status());
-    (void)run.Enter("wipe.done");
+    (void)run.Enter(steps::wipe::kDone);
     return info;
-}
-
-Status FileDomain::Remove()
-{
-    auto domain_lease = AcquireDomainLease();
-    if (!domain_lease.ok())
-        return domain_lease.status();
-    auto domain_lock = locks_.Lock(DomainLockKey(), LockMode::kExclusive, options_.lock_timeout);
-    if (!domain_lock.ok())
-        return domain_lock.status();
-    auto images = fileio::ListDirAt(images_dir(), ".");
-    if (!images.ok())
-        return images.status();
-    auto pending = fileio::ListDirAt(tx_dir(), ".");
-    if (!pending.ok())
-        return pending.status();
-    if (!images->empty()) {
-        size_t volumes = std::count_if(images->begin(), images->end(), [](const auto &entry) {
-            return layout::ClassifyImagesEntry(entry) == layout::EntryKind::kName;
-        });
-        return Status::Error(ErrorCode::kBusy,
-                             Printf(_("domain %s is not empty: it holds %zu volumes (%zu entries "
-                                      "in images/); delete them first (a domain is removed "
-                                      "only when empty), and run gc and check if none is "
-                                      "listed"),
-                                    info_.uuid.c_str(), volumes, images->size()));
-    }
-    if (!pending->empty())
-        return Status::Error(ErrorCode::kBusy,
-                             Printf(_("domain %s has %zu pending transactions (running here or "
-                                      "on another host, or abandoned); wait for them or run "
-                                      "gc, then retry"),
-                                    info_.uuid.c_str(), pending->size()));
-
-    /* The commit: without domain.meta the directory is no domain, only what an interrupted
-     * format leaves, which a new format accepts. */
-    if (unlinkat(root(), layout::kDomainMeta, 0) != 0)
-        return Status::FromErrno(errno, AbsPath(layout::kDomainMeta));
-    SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(root(), "."));
-    for (const char *dir : {layout::kTxDir, layout::kImagesDir}) {
-        if (unlinkat(root(), dir, AT_REMOVEDIR) != 0 && errno != ENOENT)
-            return Status::FromErrno(errno, AbsPath(dir));
-    }
-    for (const char *file : {layout::kLeases, layout::kIds}) {
-        if (unlinkat(root(), file, 0) != 0 && errno != ENOENT)
-            return Status::FromErrno(errno, AbsPath(file));
-    }
-    return fileio::FsyncDirAt(root(), ".");
 }
 
 }  // namespace sdm

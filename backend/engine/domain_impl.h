@@ -1,90 +1,51 @@
 /* FileDomain: the engine's implementation of sdm::Domain on a directory tree.
  *
- * Thread-safe. Shared state is the domain lease holder (one per process, reference
- * counted by the threads that use it), the lock table, and the allocator's reservations
- * (names and lease slots of this process's transactions in flight), which is guarded by
- * the allocator lock. */
+ * An open FileDomain is one attachment of the domain: from Open until destruction it holds
+ * the domain lease shared (so that nobody removes or upgrades the domain under it) and one
+ * owner lease exclusively, and it runs its transactions as that owner in a fresh
+ * incarnation (docs/locking.md). No operation takes a domain-wide lease: names are
+ * claimed by symlinks in images/ (EEXIST decides), lease slots come from chunks this owner
+ * claimed, and two operations on one image exclude each other with the image lock here and
+ * the volume leases across hosts.
+ *
+ * Thread-safe. Shared state is the lock table, the allocator (its own lock), the set of
+ * this process's running transactions (guarded by tx_mutex_) and the listing cache
+ * (listing_mutex_). */
 #pragma once
 
 #include <sys/stat.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <thread>
-#include <utility>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 
+#include "backend/engine/allocator.h"
 #include "backend/engine/durability.h"
 #include "backend/engine/fileio.h"
-#include "backend/engine/lease.h"
+#include "backend/engine/layout.h"
 #include "backend/engine/locks.h"
 #include "backend/engine/metadata.h"
 #include "sdm/domain.h"
+#include "sdm/lease.h"
 
 namespace sdm {
 
 class OpRun;
 
-/* The domain lease, held by the process while any thread uses it. A Ref is one thread's
- * use; the lease is taken by the first Ref and given back `linger` after the last one
- * goes (at once if linger is 0), so a burst of operations pays one acquire. Correctness
- * never depends on the linger: it only decides when the lease is given back.
- * When another host asks for it (the lease manager calls Requested), it goes back at once
- * if idle, else as soon as the operations using it end, without a linger; operations that
- * start meanwhile wait for that and then acquire it anew, so a stream of local operations
- * cannot keep the asker waiting. */
-class DomainLease {
-public:
-    class Ref {
-    public:
-        Ref() = default;
-        Ref(Ref &&other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
-        Ref &operator=(Ref &&other) noexcept;
-        Ref(const Ref &) = delete;
-        Ref &operator=(const Ref &) = delete;
-        ~Ref() { Release(); }
-        void Release();
-
-    private:
-        friend class DomainLease;
-        explicit Ref(DomainLease *owner) : owner_(owner) {}
-        DomainLease *owner_ = nullptr;
-    };
-
-    /* Registers Requested with `leases` for as long as it lives. */
-    DomainLease(LeaseManager &leases, std::chrono::milliseconds linger);
-    ~DomainLease();
-
-    Result<Ref> Acquire(std::chrono::milliseconds timeout);
-    /* Another host wants the lease: give it back at once if idle, else when the last
-     * current user goes. Does not block on storage beyond the release itself. */
-    void Requested();
-    bool held();
-
-private:
-    void Put();
-    void LingerLoop();
-
-    LeaseManager &leases_;
-    const std::chrono::milliseconds linger_;
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    int users_ = 0;
-    bool acquiring_ = false;
-    bool stopping_ = false;
-    bool requested_ = false;  /* another host asked while users held it */
-    std::chrono::steady_clock::time_point idle_since_;
-    std::unique_ptr<LeaseHandle> handle_;
-    std::thread linger_thread_;  /* started with the first linger */
-};
-
 class FileDomain : public Domain {
 public:
-    FileDomain(DomainInfo info, fileio::Fd root, fileio::Fd images, fileio::Fd tx,
-               const DomainOptions &options);
+    struct Dirs {
+        fileio::Fd root, images, tx, chunks;
+    };
+    FileDomain(DomainInfo info, Dirs dirs, const DomainOptions &options,
+               std::shared_ptr<LeaseManager> leases);
+    ~FileDomain() override;
+
+    /* Takes the domain lease (shared) and an owner lease: the attachment. */
+    Status Attach();
 
     const DomainInfo &info() const override { return info_; }
     Result<DomainUsage> Usage() override;
@@ -111,12 +72,16 @@ public:
     int root() const { return root_.get(); }
     int images_dir() const { return images_.get(); }
     int tx_dir() const { return tx_.get(); }
+    int chunks_dir() const { return chunks_.get(); }
     const std::string &path() const { return info_.path; }
     std::string AbsPath(const std::string &rel) const { return info_.path + "/" + rel; }
     LeaseManager &leases() { return *leases_; }
     const DomainOptions &options() const { return options_; }
     LockTable &locks() { return locks_; }
     SyncPolicy sync_policy() const { return sync_policy_; }
+    /* Who this attachment's transactions belong to. */
+    const layout::Owner &owner() const { return owner_; }
+    SlotAllocator &allocator() { return allocator_; }
 
     /* A committed image: its directory and every readable volume metadata in it.
      * Unreadable metadata files are listed in `bad` (Check reports them). */
@@ -129,6 +94,8 @@ public:
         const meta::VolumeMeta *Find(const std::string &volume) const;
     };
     Result<Image> ReadImage(const std::string &image);
+    /* The same for an image directory open elsewhere (inside a transaction). */
+    Result<Image> ReadImageAt(int dir, const std::string &image);
     /* Reads and checks one volume's metadata in an open image directory. */
     Result<meta::VolumeMeta> ReadVolumeMeta(int image_dir, const std::string &image,
                                             const std::string &volume);
@@ -138,47 +105,56 @@ public:
     VolumeInfo Describe(const meta::VolumeMeta &meta, bool leaf, uint64_t allocation);
     /* The info of the only volume of an image just committed. */
     VolumeInfo NewImageInfo(const meta::VolumeMeta &meta);
-    /* The volume an index entry names: kNotFound if there is none. */
+    /* The volume a name claim names: kNotFound if there is none (or it is not committed). */
     Result<VolumeInfo> Resolve(const std::string &name, Image *image_out = nullptr);
 
-    /* Allocator: reserves a free name and lease slot for a new volume (an empty name:
-     * only a slot); Unreserve undoes it. */
-    Status Reserve(const std::string &name, uint64_t *slot);
-    void Unreserve(const std::string &name, uint64_t slot);
+    /* Transactions this process runs now (the collector passes them by). */
     bool IsOwnTransaction(const std::string &dir_name);
     void AddOwnTransaction(const std::string &dir_name);
     void RemoveOwnTransaction(const std::string &dir_name);
 
-    /* Index entries (name and slot, in images/): create pointing at image/volume, or
-     * remove if they point there. Both idempotent. */
-    Status AddIndex(const std::string &name, uint64_t slot, const std::string &image,
-                    const std::string &volume);
-    Status RemoveIndex(const std::string &name, uint64_t slot, const std::string &image,
+    /* Name claims (images/@<name>, docs/transactions.md): ClaimName makes the claim for
+     * image/volume, or fails kAlreadyExists naming who has the name; a claim left by a
+     * transaction that no longer exists (a power cut before its first barrier) is moved
+     * into `tx_dir` (the caller's transaction directory) and the claim made anew.
+     * Idempotent for a claim already ours. ReleaseName removes the claim if it is ours. */
+    Status ClaimName(const std::string &name, const std::string &image,
+                     const std::string &volume, int tx_dir);
+    Status ReleaseName(const std::string &name, const std::string &image,
                        const std::string &volume);
-    /* Makes a commit into `committed_dir` (images/ or an image's directory) and the index
-     * entries made after it durable: with the index in images/, one or two fsyncs. */
+    /* The root link <domain>/<name> follows the claim; it never fails an operation. */
+    void LinkRoot(const std::string &name, const std::string &image, const std::string &volume);
+    Status UnlinkRoot(const std::string &name, const std::string &image,
+                      const std::string &volume);
+    /* Makes a commit into `committed_dir` (images/ or an image's directory) and the claims
+     * and root links beside it durable: one barrier. */
     Status SyncNamespace(int committed_dir, const std::string &what);
 
-    Result<DomainLease::Ref> AcquireDomainLease();
-
-    /* Takes the locks to change an existing volume, in lockdep's order; see volume_ops.cc. */
+    /* Takes the locks to change an existing volume, in lockdep's order; see operation.h. */
     struct VolumeScope;
     Result<VolumeScope> LockVolume(const std::string &name, OpRun &run);
 
 private:
-    /* Reads the slot index into used_slots_; the allocator's lock is held. It may go stale
-     * (other hosts create and delete); the allocator checks each candidate on storage. */
-    Status LoadUsedSlots();
+    void Detach();
+    /* Who holds the name `name` claimed for `ref`: committed, pending, or nobody (the
+     * claim is an orphan). */
+    enum class ClaimState { kCommitted, kPending, kOrphan };
+    ClaimState JudgeClaim(const layout::VolumeRef &ref);
 
     DomainInfo info_;
     fileio::Fd root_;
     fileio::Fd images_;
     fileio::Fd tx_;
+    fileio::Fd chunks_;
     DomainOptions options_;
     SyncPolicy sync_policy_;
     std::shared_ptr<LeaseManager> leases_;
     LockTable locks_;
-    DomainLease domain_lease_;
+
+    layout::Owner owner_;
+    std::unique_ptr<LeaseHandle> domain_lease_; /* shared, for the attachment */
+    std::unique_ptr<LeaseHandle> owner_lease_;  /* exclusive, for the attachment */
+    SlotAllocator allocator_;
 
     /* ListVolumes' copy of each image's metadata, valid while the image directory's
      * inode and times are those it was read under (every metadata change renames a file
@@ -190,19 +166,20 @@ private:
     std::mutex listing_mutex_;
     std::map<std::string, ListedImage> listing_;
 
-    std::mutex alloc_mutex_;               /* guards everything below; see Reserve */
-    std::set<std::string> reserved_names_;
-    std::set<uint64_t> reserved_slots_;
-    std::set<uint64_t> used_slots_;        /* slot index as last read, plus what we indexed */
-    bool slots_loaded_ = false;
-    uint64_t slot_hint_ = 1;               /* where the next slot search starts */
+    std::mutex tx_mutex_;                  /* a leaf lock: guards own_transactions_ */
     std::set<std::string> own_transactions_;
 };
+
+/* The domain.meta of directory `root` (`path` in messages), as DomainInfo; `meta`, if not
+ * null, gets the metadata itself. */
+Result<DomainInfo> ReadDomainInfo(int root, const std::string &path, meta::DomainMeta *meta);
+/* The volume the name claim `entry` of directory `dir` names; kNotFound without one. */
+Result<layout::VolumeRef> ReadClaim(int dir, const std::string &entry);
 
 /* Keys of the engine's leases and local locks, in lockdep's order. */
 lockdep::Key DomainLeaseKey();
 lockdep::Key DomainLockKey();
+lockdep::Key OwnerLeaseKey(uint32_t owner);
 lockdep::Key ImageLockKey(const std::string &image, lockdep::Role role = lockdep::Role::kNone);
-lockdep::Key AllocatorLockKey();
 
 }  // namespace sdm

@@ -1,6 +1,7 @@
 /* On-storage names of a file storage domain; see layout.h for the tree. */
-#include <algorithm>
 #include "backend/engine/layout.h"
+
+#include <algorithm>
 
 #include <glib.h>
 
@@ -29,6 +30,18 @@ bool IsUuid(const std::string &text)
             return false;
     }
     return true;
+}
+
+/* A decimal number without leading zeros, from `min` to `max`. */
+static std::optional<uint64_t> ParseDecimalIn(const std::string &text, uint64_t min, uint64_t max)
+{
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0'))
+        return std::nullopt;
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max)
+        return std::nullopt;
+    return value;
 }
 
 /* `name` for a message: its printable UTF-8 as is, every control character (C0, DEL, C1)
@@ -101,21 +114,29 @@ std::string SlotName(uint64_t slot) { return std::to_string(slot); }
 
 std::optional<uint64_t> ParseSlotName(const std::string &name)
 {
-    if (name.empty() || name.size() > 20 || (name.size() > 1 && name[0] == '0'))
-        return std::nullopt;
-    uint64_t value = 0;
-    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), value);
-    if (ec != std::errc() || end != name.data() + name.size() || value > kMaxSlot)
-        return std::nullopt;
-    return value;
+    return ParseDecimalIn(name, 0, kMaxSlot);
 }
 
-std::string TxDirName(const std::string &txid, uint64_t slot)
+std::string NewIncarnation()
 {
-    return txid + "-" + SlotName(slot);
+    return Printf("%016llx", static_cast<unsigned long long>(g_random_int()) << 32 |
+                                 g_random_int());
 }
 
-std::optional<TxName> ParseTxDirName(const std::string &name)
+bool IsIncarnation(const std::string &text)
+{
+    return text.size() == 16 && std::all_of(text.begin(), text.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+}
+
+std::string TxDirName(const TxName &name)
+{
+    return name.txid + "-" + SlotName(name.slot) + "-" + std::to_string(name.owner.owner) + "-" +
+           name.owner.incarnation;
+}
+
+std::optional<TxName> ParseLegacyTxDirName(const std::string &name)
 {
     if (name.size() < 38 || name[36] != '-')
         return std::nullopt;
@@ -123,7 +144,25 @@ std::optional<TxName> ParseTxDirName(const std::string &name)
     auto slot = ParseSlotName(name.substr(37));
     if (!IsUuid(txid) || !slot)
         return std::nullopt;
-    return TxName{txid, *slot};
+    return TxName{txid, *slot, {}};
+}
+
+std::optional<TxName> ParseTxDirName(const std::string &name)
+{
+    /* <uuid>-<slot>-<owner>-<16 hex> */
+    if (name.size() < 36 + 2 + 2 + 17 || name[36] != '-' || name[name.size() - 17] != '-')
+        return std::nullopt;
+    std::string txid = name.substr(0, 36);
+    std::string incarnation = name.substr(name.size() - 16);
+    std::string middle = name.substr(37, name.size() - 17 - 37);
+    size_t dash = middle.find('-');
+    if (dash == std::string::npos || !IsUuid(txid) || !IsIncarnation(incarnation))
+        return std::nullopt;
+    auto slot = ParseSlotName(middle.substr(0, dash));
+    auto owner = ParseDecimalIn(middle.substr(dash + 1), kFirstOwner, kMaxOwner);
+    if (!slot || !owner)
+        return std::nullopt;
+    return TxName{txid, *slot, {static_cast<uint32_t>(*owner), incarnation}};
 }
 
 std::string NameEntry(const std::string &name)
@@ -138,8 +177,6 @@ std::string NameEntry(const std::string &name)
     return entry;
 }
 
-std::string SlotEntry(uint64_t slot) { return SlotName(slot); }
-
 EntryKind ClassifyImagesEntry(const std::string &entry)
 {
     if (IsUuid(entry))
@@ -147,8 +184,25 @@ EntryKind ClassifyImagesEntry(const std::string &entry)
     if (!entry.empty() && (entry[0] == '@' || entry[0] == '#'))
         return EntryKind::kName;
     if (ParseSlotName(entry))
-        return EntryKind::kSlot;
+        return EntryKind::kLegacySlot;
     return EntryKind::kOther;
+}
+
+std::string ChunkEntry(uint64_t chunk) { return std::to_string(chunk); }
+
+std::optional<uint64_t> ParseChunkEntry(const std::string &entry)
+{
+    return ParseDecimalIn(entry, 0, kMaxChunk);
+}
+
+std::string ChunkTarget(uint32_t owner) { return std::to_string(owner); }
+
+std::optional<uint32_t> ParseChunkTarget(const std::string &target)
+{
+    auto owner = ParseDecimalIn(target, kFirstOwner, kMaxOwner);
+    if (!owner)
+        return std::nullopt;
+    return static_cast<uint32_t>(*owner);
 }
 
 std::string RootLink(const std::string &name)

@@ -3,16 +3,18 @@
  *     <root>/domain.meta                 domain metadata; its presence means "formatted"
  *     <root>/ids                         sanlock lockspace (host ids)
  *     <root>/leases                      lease area: slot 0 the domain lease, 1.. volumes
+ *     <root>/owners                      owner leases: slot n protects owner n's transactions
+ *     <root>/chunks/<chunk>              symlink -> "<owner>": who hands out the chunk's slots
  *     <root>/images/<image>/<volume>     volume data (raw or qcow2)
  *     <root>/images/<image>/<volume>.meta  volume metadata
- *     <root>/images/@<volume name>       name index: symlink -> <image>/<volume>
+ *     <root>/images/@<volume name>       name claim: symlink -> <image>/<volume>
  *     <root>/images/#<sha256 of name>    the same, for a name too long for the '@' form
- *     <root>/images/<slot>               slot index: symlink -> <image>/<volume>
- *     <root>/tx/<txid>-<slot>/           a transaction: its marker and its garbage
- *     <root>/tx/<txid>-<slot>/marker
+ *     <root>/tx/<txid>-<slot>-<owner>-<incarnation>/   a transaction: marker and garbage
+ *     <root>/tx/<...>/marker
+ *     <root>/.format                     symlink -> "<uuid>": a format in progress
  *
- * The index lives in images/ beside the images so that one fsync of images/ makes a commit
- * and its index durable. Index symlinks are read with readlink and never followed by the
+ * The name claims live in images/ beside the images so that one fsync of images/ makes a
+ * commit and its name durable. Claims are read with readlink and never followed by the
  * engine. docs/on-storage-format.md is the prose version of this file. Pure functions;
  * thread-safe. */
 #pragma once
@@ -28,18 +30,35 @@ namespace sdm::layout {
 inline constexpr char kDomainMeta[] = "domain.meta";
 inline constexpr char kIds[] = "ids";
 inline constexpr char kLeases[] = "leases";
+inline constexpr char kOwners[] = "owners";
+inline constexpr char kChunksDir[] = "chunks";
 inline constexpr char kImagesDir[] = "images";
 inline constexpr char kTxDir[] = "tx";
 inline constexpr char kMarker[] = "marker";
+inline constexpr char kFormatClaim[] = ".format";
 inline constexpr char kTempSuffix[] = ".tmp";
 
 inline constexpr uint64_t kDomainLeaseSlot = 0;
 inline constexpr uint64_t kFirstVolumeSlot = 1;
 inline constexpr uint64_t kMaxSlot = 1u << 20;
 inline constexpr size_t kMaxNameBytes = 255;
+/* Owner leases: slot n of the owners file for owner n, 1..kMaxOwner (sanlock's host id range). */
+inline constexpr uint32_t kFirstOwner = 1;
+inline constexpr uint32_t kMaxOwner = 2000;
 
-/* The entries a freshly formatted domain holds, in the order Format creates them. */
-inline constexpr const char *kSkeleton[] = {kImagesDir, kTxDir, kIds, kLeases};
+/* Volume slots are handed out in chunks: chunk c holds slots c*kChunkSlots+1 ..
+ * (c+1)*kChunkSlots, and only the owner that claimed it (chunks/<c>) hands them out and
+ * writes their leases. */
+inline constexpr uint64_t kChunkSlots = 64;
+inline constexpr uint64_t kMaxChunk = (kMaxSlot - kFirstVolumeSlot) / kChunkSlots;
+inline uint64_t ChunkOf(uint64_t slot) { return (slot - kFirstVolumeSlot) / kChunkSlots; }
+inline uint64_t FirstSlotOf(uint64_t chunk) { return chunk * kChunkSlots + kFirstVolumeSlot; }
+inline uint64_t LastSlotOf(uint64_t chunk) { return FirstSlotOf(chunk) + kChunkSlots - 1; }
+
+/* The entries a freshly formatted domain holds, in the order Format creates them. A format
+ * 1 domain (before upgrade) lacks chunks/ and owners. */
+inline constexpr const char *kSkeleton[] = {kImagesDir, kTxDir, kChunksDir,
+                                            kIds,       kLeases, kOwners};
 
 std::string NewUuid();
 /* Lower-case canonical 8-4-4-4-12 UUID. */
@@ -54,12 +73,27 @@ std::string ImagePath(const std::string &image);          /* "images/<image>" */
 std::string VolumePath(const std::string &image, const std::string &volume);
 std::string MetaPath(const std::string &image, const std::string &volume);
 
-std::string TxDirName(const std::string &txid, uint64_t slot); /* "<txid>-<slot>" */
+/* Who runs a transaction: an owner (its owner lease's slot) in one incarnation (a random
+ * 64-bit number, 16 lower-case hex digits, new for every process that attaches). */
+struct Owner {
+    uint32_t owner = 0;
+    std::string incarnation;
+    bool operator==(const Owner &) const = default;
+};
+std::string NewIncarnation();
+bool IsIncarnation(const std::string &text);
+
+/* "<txid>-<slot>-<owner>-<incarnation>": the transaction's directory names its txid, the
+ * lease slot of the volume it makes or changes, and its owner. */
 struct TxName {
     std::string txid;
     uint64_t slot = 0;
+    Owner owner;
 };
+std::string TxDirName(const TxName &name);
 std::optional<TxName> ParseTxDirName(const std::string &name);
+/* A format 1 transaction directory, "<txid>-<slot>" (upgrade only). */
+std::optional<TxName> ParseLegacyTxDirName(const std::string &name);
 
 std::string SlotName(uint64_t slot);                      /* decimal, no leading zeros */
 std::optional<uint64_t> ParseSlotName(const std::string &name);
@@ -73,9 +107,15 @@ std::string NameEntry(const std::string &name);
  * images/ stays the only authority; root links are derived from it. */
 std::string RootLink(const std::string &name);
 std::string RootLinkTarget(const std::string &image, const std::string &volume);
-std::string SlotEntry(uint64_t slot);
-enum class EntryKind { kImage, kName, kSlot, kOther };
+/* kLegacySlot: a format 1 slot index entry (images/<slot>), removed by the upgrade. */
+enum class EntryKind { kImage, kName, kLegacySlot, kOther };
 EntryKind ClassifyImagesEntry(const std::string &entry);
+
+/* chunks/<chunk> and its target, the owner's decimal number. */
+std::string ChunkEntry(uint64_t chunk);
+std::optional<uint64_t> ParseChunkEntry(const std::string &entry);
+std::string ChunkTarget(uint32_t owner);
+std::optional<uint32_t> ParseChunkTarget(const std::string &target);
 
 /* Target of the index symlinks, relative to images/: "<image>/<volume>". */
 std::string IndexTarget(const std::string &image, const std::string &volume);
@@ -85,7 +125,7 @@ struct VolumeRef {
 };
 std::optional<VolumeRef> ParseIndexTarget(const std::string &target);
 
-/* Byte offset of a slot's lease in the lease area. */
+/* Byte offset of a slot's lease in the lease area (and of an owner's in the owners file). */
 inline uint64_t LeaseOffset(uint64_t slot, uint64_t alignment) { return slot * alignment; }
 
 }  // namespace sdm::layout

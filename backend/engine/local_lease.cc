@@ -1,6 +1,6 @@
 /* Leases for single-host domains as OFD byte-range locks; see local_lease.h.
  *
- * Every acquire opens the lease file anew: an OFD lock belongs to its open file
+ * Every acquire opens the area's file anew: an OFD lock belongs to its open file
  * description, so one description per lease makes two leases of this process conflict
  * exactly as two processes' leases do, and closing the handle's descriptor (or the death
  * of the process) drops the lease. The manager keeps no mutable state; it is thread-safe. */
@@ -124,18 +124,25 @@ Status BusyError(int fd, const std::string &path, uint64_t slot, const struct fl
 
 }  // namespace
 
-LocalLeaseManager::LocalLeaseManager(std::string lease_file, uint64_t alignment)
-    : lease_file_(std::move(lease_file)), alignment_(alignment)
+LocalLeaseManager::LocalLeaseManager(const std::string &root, uint64_t alignment)
+    : leases_file_(root + "/" + layout::kLeases), owners_file_(root + "/" + layout::kOwners),
+      alignment_(alignment)
 {
 }
 
-Result<std::unique_ptr<LeaseHandle>> LocalLeaseManager::Acquire(
-    uint64_t slot, LeaseMode mode, std::chrono::milliseconds timeout)
+const std::string &LocalLeaseManager::FileOf(LeaseArea area) const
 {
+    return area == LeaseArea::kOwners ? owners_file_ : leases_file_;
+}
+
+Result<std::unique_ptr<LeaseHandle>> LocalLeaseManager::Acquire(
+    LeaseArea area, uint64_t slot, LeaseMode mode, std::chrono::milliseconds timeout)
+{
+    const std::string &path = FileOf(area);
     Result<off_t> offset = SlotOffset(slot, alignment_);
     if (!offset.ok())
         return offset.status();
-    Result<fileio::Fd> fd = OpenLeaseArea(lease_file_);
+    Result<fileio::Fd> fd = OpenLeaseArea(path);
     if (!fd.ok())
         return fd.status();
 
@@ -155,26 +162,34 @@ Result<std::unique_ptr<LeaseHandle>> LocalLeaseManager::Acquire(
         if (err != EAGAIN && err != EACCES) {
             g_autofree char *what =
                 g_strdup_printf(_("cannot lock lease slot %llu of %s"),
-                                static_cast<unsigned long long>(slot), lease_file_.c_str());
+                                static_cast<unsigned long long>(slot), path.c_str());
             return Status::FromErrno(err, what);
         }
         auto now = std::chrono::steady_clock::now();
         if (now >= deadline)
-            return BusyError(fd->get(), lease_file_, slot, wanted, timeout);
+            return BusyError(fd->get(), path, slot, wanted, timeout);
         std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
             poll, deadline - now));
         poll = std::min(poll * 2, kMaxPoll);
     }
 }
 
-Status LocalLeaseManager::InitSlot(uint64_t slot)
+/* Byte-range locks need no bytes on disk; only the file itself must exist. */
+Status LocalLeaseManager::InitChunk(uint64_t chunk)
 {
-    Result<off_t> offset = SlotOffset(slot, alignment_);
-    if (!offset.ok())
-        return offset.status();
-    /* Byte-range locks need no bytes on disk; only the file itself must exist. */
-    Result<fileio::Fd> fd = OpenLeaseArea(lease_file_);
+    (void)chunk;
+    Result<fileio::Fd> fd = OpenLeaseArea(leases_file_);
     return fd.ok() ? Status::Ok() : fd.status();
 }
+
+Status LocalLeaseManager::InitOwner(uint32_t owner)
+{
+    (void)owner;
+    Result<fileio::Fd> fd = OpenLeaseArea(owners_file_);
+    return fd.ok() ? Status::Ok() : fd.status();
+}
+
+uint32_t LocalLeaseManager::FirstOwner() const { return layout::kFirstOwner; }
+uint32_t LocalLeaseManager::LastOwner() const { return layout::kMaxOwner; }
 
 }  // namespace sdm

@@ -45,6 +45,7 @@ const char *LevelName(Level level)
 {
     switch (level) {
     case Level::kDomain: return "domain";
+    case Level::kOwner: return "owner";
     case Level::kImage: return "image";
     case Level::kVolume: return "volume";
     case Level::kAllocator: return "allocator";
@@ -62,7 +63,8 @@ int CompareValues(const T &a, const T &b)
 const char *BrokenRule(const Key &held, const Key &wanted)
 {
     if (held.level != wanted.level)
-        return _("big containers before small: domain -> image -> volume -> allocator");
+        return _("big containers before small: domain -> owner -> image -> volume -> "
+                 "allocator");
     if (held.kind != wanted.kind)
         return _("storage leases before local locks at the same level");
     if (held.role != wanted.role)

@@ -1,8 +1,8 @@
 /* The lock-order checker: the kernel's lockdep idea, for the talk's rules.
  *
  * Every lease and local lock the engine takes is described by a Key. Keys are totally
- * ordered: container level (domain < image < volume < allocator), then kind (storage lease
- * before local lock at the same level), then role (source before destination), then a
+ * ordered: container level (domain < owner < image < volume < allocator), then kind
+ * (storage lease before local lock at the same level), then role (source before destination), then a
  * stable id. A thread may only acquire a key greater than every key it holds, and must
  * release the newest first. A violation calls the violation handler (by default: print
  * both keys and abort) - so a test fails on any violation. The checker keeps per-thread
@@ -14,7 +14,9 @@
 
 namespace sdm::lockdep {
 
-enum class Level { kDomain = 0, kImage = 1, kVolume = 2, kAllocator = 3 };
+/* kOwner: another owner's lease, probed by the collector; an attachment's own domain and
+ * owner leases are held by the process, not by a thread, and are not recorded. */
+enum class Level { kDomain = 0, kOwner = 1, kImage = 2, kVolume = 3, kAllocator = 4 };
 enum class Kind { kLease = 0, kLock = 1 };
 enum class Role { kNone = 0, kSource = 1, kDestination = 2 };
 

@@ -51,6 +51,7 @@ Status BusyError(const lockdep::Key &key, LockMode mode)
     case lockdep::Level::kDomain: status.WithDomain(key.id); break;
     case lockdep::Level::kImage: status.WithImage(key.id); break;
     case lockdep::Level::kVolume: status.WithVolume(key.id); break;
+    case lockdep::Level::kOwner:
     case lockdep::Level::kAllocator: break;
     }
     return status;

@@ -492,14 +492,15 @@ Result<DomainMeta> DecodeDomain(std::string_view text, const std::string &what)
         std::string version;
         SDM_RETURN_IF_ERROR(r.Text("version", &version));
         auto parsed = ParseDecimal(version);
-        if (parsed && *parsed > kFormatVersion) {
+        if (parsed && *parsed > kDomainVersion) {
             g_autofree char *msg = g_strdup_printf(
                 _("%s describes a domain of a newer libvirt-sdm (domain format version %s, "
                   "this build handles up to %u); upgrade libvirt-sdm"),
-                Describe("DOMAIN", what).c_str(), Quote(version).c_str(), kFormatVersion);
+                Describe("DOMAIN", what).c_str(), Quote(version).c_str(), kDomainVersion);
             return Status::Error(ErrorCode::kUnsupported, msg);
         }
-        SDM_RETURN_IF_ERROR(r.Number("version", 1, kFormatVersion, &m->version));
+        SDM_RETURN_IF_ERROR(
+            r.Number("version", kOldestDomainVersion, kDomainVersion, &m->version));
         SDM_RETURN_IF_ERROR(r.Number("io_timeout", 1, kMaxIoTimeout, &m->io_timeout));
         SDM_RETURN_IF_ERROR(r.Number("sector_size", 512, 4096, &m->sector_size));
         if (m->sector_size != 512 && m->sector_size != 4096)

@@ -27,7 +27,12 @@
 namespace sdm::meta {
 
 constexpr size_t kMaxFileSize = 4096;    /* larger metadata files are refused as corrupt */
-constexpr uint32_t kFormatVersion = 1;   /* the newest version this build reads and writes */
+constexpr uint32_t kFormatVersion = 1;   /* the newest document version this build reads */
+/* The domain's format (domain.meta's `version`): 2 since transactions are owned by owner
+ * leases and names are claimed on storage (docs/on-storage-format.md, "Upgrade"). A
+ * format 1 domain is read only to be upgraded. */
+constexpr uint32_t kDomainVersion = 2;
+constexpr uint32_t kOldestDomainVersion = 1;
 constexpr uint64_t kMaxCapacity = 1ull << 56; /* 64 PiB: far above any filesystem here */
 
 /* A parsed document: kind ("VOLUME", "DOMAIN", "MARKER"), version, fields in file order. */
@@ -46,7 +51,7 @@ Result<Doc> Parse(std::string_view text, std::string_view expected_kind, const s
 
 struct DomainMeta {
     std::string uuid;
-    uint32_t version = kFormatVersion;
+    uint32_t version = kDomainVersion;
     uint32_t io_timeout = 10;
     uint32_t sector_size = 512;
     uint64_t alignment = 1 << 20;
@@ -76,9 +81,9 @@ const char *TxOpName(TxOp op);
 struct Marker {
     std::string txid;
     TxOp op = TxOp::kCreate;
-    uint32_t host_id = 0;
-    uint64_t generation = 0;
-    uint64_t slot = 0;           /* the protecting lease */
+    uint32_t host_id = 0;        /* who began it, for people; its owner is in the */
+    uint64_t generation = 0;     /* directory's name, which the collector may change */
+    uint64_t slot = 0;           /* the lease slot of the volume it makes or changes */
     std::string image;
     std::string volume;
     std::string name;

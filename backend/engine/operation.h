@@ -30,9 +30,9 @@ public:
         : domain_(domain), observer_(observer), volume_(std::move(volume)) {}
 
     /* Reaches a named step; a cancel request stops the operation here. */
-    Status Enter(const char *step)
+    Status Enter(StepName step)
     {
-        step_ = step;
+        step_ = step.name;
         Step(step, observer_);
         if (observer_ && observer_->CancelRequested())
             return Status::Error(ErrorCode::kCancelled, _("the operation was cancelled"));
@@ -55,7 +55,7 @@ public:
     void SetImage(const std::string &image) { image_ = image; }
 
     /* Reaches the operation's marker step and begins its transaction. */
-    Status BeginTransaction(const char *step, const meta::Marker &marker)
+    Status BeginTransaction(StepName step, const meta::Marker &marker)
     {
         SDM_RETURN_IF_ERROR(Enter(step));
         auto tx = Transaction::Begin(domain_, marker);
@@ -70,12 +70,14 @@ public:
     {
         if (tx_) {
             auto recovered = Recover(domain_, tx_->dir_name(), &tx_->marker());
-            if (!recovered.ok())
+            if (!recovered.ok()) {
+                left_garbage_ = true;
                 status = Status::Error(status.code(),
                                        status.message() + _("; cleaning up also failed (") +
                                            recovered.status().message() +
                                            _("); the garbage collector will retry"),
                                        status.context());
+            }
             tx_.reset();
         }
         return status.WithDomain(domain_.info().uuid).WithImage(image_).WithVolume(volume_)
@@ -84,6 +86,8 @@ public:
 
     std::optional<Transaction> &tx() { return tx_; }
     OpObserver *observer() { return observer_; }
+    /* A failed transaction could not be settled: its directory is the collector's now. */
+    bool left_garbage() const { return left_garbage_; }
 
 private:
     FileDomain &domain_;
@@ -92,12 +96,33 @@ private:
     std::string image_;
     std::string step_;
     std::optional<Transaction> tx_;
+    bool left_garbage_ = false;
 };
 
-/* What an operation on an existing volume holds: the domain lease, the domain lock
- * (shared), the volume's image lock (exclusive), and the image as read under that lock. */
+/* A lease slot taken from the allocator for a new volume; given back when the operation
+ * ends: free again if it failed and left nothing on storage naming the slot. */
+class SlotTicket {
+public:
+    SlotTicket(FileDomain &domain, OpRun &run) : domain_(domain), run_(run) {}
+    ~SlotTicket();
+    SlotTicket(const SlotTicket &) = delete;
+    SlotTicket &operator=(const SlotTicket &) = delete;
+
+    Status Take();
+    uint64_t slot() const { return slot_; }
+    /* The volume is committed: storage uses the slot. */
+    void Committed() { committed_ = true; }
+
+private:
+    FileDomain &domain_;
+    OpRun &run_;
+    uint64_t slot_ = 0;
+    bool committed_ = false;
+};
+
+/* What an operation on an existing volume holds: the domain lock (shared), the volume's
+ * image lock (exclusive), and the image as read under that lock. */
 struct FileDomain::VolumeScope {
-    DomainLease::Ref domain_lease;
     LockGuard domain_lock;
     LockGuard image_lock;
     Image image;

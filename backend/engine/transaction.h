@@ -2,31 +2,34 @@
  *
  * A Transaction is the on-storage life of one metadata operation:
  *
- *   Begin        mkdir tx/<txid>-<slot>/ - the marker - and write the file describing it
- *                (not yet durable; a new image's create writes none). The slot in the
- *                directory's name is the protecting lease, so even a torn or missing
- *                description tells the collector which lease to probe.
- *   (garbage)    the operation builds its new objects inside the transaction directory.
+ *   Begin        mkdir tx/<txid>-<slot>-<owner>-<incarnation>/ - the marker - and write
+ *                the file describing it (not yet durable; a new image's create writes
+ *                none). The directory's name names the owner whose owner lease protects
+ *                it, so even a torn or missing description tells the collector whom to
+ *                probe.
+ *   (garbage)    the operation builds its new objects inside the transaction directory;
+ *                its name claim (images/@<name>) is the one change outside it made before
+ *                the first barrier, and the directory's contents name it.
  *   MakeDurable  fsync marker, directory and tx/. Only after this may the operation touch
- *                anything outside its directory; so a transaction whose marker is unreadable
- *                has no garbage outside it. A new image's transaction skips it: its only
- *                change outside is the commit itself, which its txid (the image UUID) names.
+ *                anything else outside its directory.
  *   (commit)     one rename, done by the operation.
  *   Finish       removes what is left in the directory, the marker last.
  *
  * On failure the owner calls Recover() on its own transaction: the same code the garbage
- * collector runs, which examines storage and rolls forward (commit happened) or back.
- * A Transaction is used by one thread; the caller must hold the protecting lease from
- * before Begin until after Finish or Recover. */
+ * collector runs, which examines storage and rolls forward (commit happened) or back. The
+ * recipe of each operation (backend/engine/recipes/) holds its forward steps and its
+ * recovery side by side. A Transaction is used by one thread; its owner holds its owner
+ * lease from before Begin until after Finish or Recover. */
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "backend/engine/durability.h"
 #include "backend/engine/fileio.h"
 #include "backend/engine/layout.h"
-#include "backend/engine/lease.h"
+#include "sdm/lease.h"
 #include "backend/engine/lockdep.h"
 #include "backend/engine/metadata.h"
 #include "sdm/status.h"
@@ -65,6 +68,8 @@ public:
 
     int dirfd() const { return dir_.get(); }
     const std::string &dir_name() const { return dir_name_; }
+    /* Path of the transaction directory relative to the domain root. */
+    std::string Rel() const;
     /* Path of `name` inside the transaction directory, relative to the domain root. */
     std::string RelPath(const std::string &name) const;
     const meta::Marker &marker() const { return marker_; }
@@ -73,6 +78,9 @@ public:
     Result<fileio::Fd> MakeImageDir(const std::string &image);
 
     Status MakeDurable();
+    /* Registers what MakeDurable syncs with `barrier`, for an operation that makes the
+     * marker durable in the same barrier as its garbage. */
+    Status AddTo(Barrier &barrier);
     Status Finish();
 
 private:
@@ -85,12 +93,12 @@ private:
 };
 
 /* What a transaction directory says about itself. A transaction that makes a new image
- * takes the image's UUID as its txid and does not sync its marker before the commit; if the
- * marker is unreadable but images/<txid> holds a volume on the directory's slot, the marker
- * is rebuilt from that committed volume (`derived`). */
+ * takes the image's UUID as its txid and writes no marker file: its marker is rebuilt
+ * (`derived`) from the volume on the directory's slot in images/<txid> (committed) or in
+ * the directory's own <txid>/ (not yet). */
 struct TxRead {
     bool gone = false;                  /* the directory vanished: finished meanwhile */
-    std::optional<meta::Marker> marker; /* empty: unreadable and nothing committed */
+    std::optional<meta::Marker> marker; /* empty: unreadable, and nothing to derive it from */
     bool derived = false;
     bool hostile = false;               /* valid, but disagrees with its directory's name */
     std::string problem;                /* why the marker could not be used */
@@ -98,8 +106,10 @@ struct TxRead {
 TxRead ReadTransaction(FileDomain &domain, const std::string &dir_name, const layout::TxName &name);
 
 /* Completes or undoes the transaction in tx/<dir_name> as storage shows it; `marker` is
- * null when the marker is unreadable (then nothing outside the directory can exist). The
- * caller holds the protecting lease. Returns whether it rolled forward. Idempotent. */
+ * null when the marker is unreadable (then nothing but the directory and perhaps an
+ * orphaned name claim can exist; a later create of that name removes the claim). The
+ * caller is the transaction's owner (the operation itself, or a collector that took the
+ * directory over). Returns whether it rolled forward. Idempotent. */
 Result<bool> Recover(FileDomain &domain, const std::string &dir_name, const meta::Marker *marker);
 
 }  // namespace sdm

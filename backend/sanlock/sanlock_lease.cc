@@ -9,10 +9,9 @@
  * it, a first conflict after the join took 4 s at io_timeout 1: sanlock watched the
  * owner's host lease for a renewal), so waiting is a retry loop here, which keeps the
  * timeout honest.
- * The slot batches known to be on storage are cached under a mutex. One monitor thread per
- * joined manager polls the lockspace's health once a second and reads the requests other
- * hosts send; it runs the domain lease's handler under wanted_mutex_, so unregistering
- * waits for a running call. Behaviour quoted in comments was measured with sanlock 3.8.5. */
+ * The chunks known to be on storage are cached under a mutex. One monitor thread per
+ * joined manager polls the lockspace's health once a second. Behaviour quoted in comments
+ * was measured with sanlock 3.8.5. */
 #include "backend/sanlock/sanlock_lease.h"
 
 extern "C" {
@@ -57,17 +56,12 @@ using std::chrono::steady_clock;
 constexpr milliseconds kFirstRetry{5};
 constexpr milliseconds kMaxRetry{100};
 constexpr milliseconds kMaxJoinPoll{200};
-
-/* The lockspace event one host sets for another: "give the domain lease back". sanlock
- * carries any nonzero value; this one reads "SDMreq" in sanlock's log. A host sends only
- * this one, so its repeated set_events never clash (sanlock refuses, with -EBUSY, an
- * event that replaces a different one still being delivered). */
-constexpr uint64_t kDomainLeaseWanted = 0x53444d726571;
-/* How often the monitor looks at the lockspace when no event wakes it. */
+/* How often the monitor looks at the lockspace. */
 constexpr milliseconds kMonitorPoll{1000};
-/* After giving the domain lease back on request, the next acquire on this host waits
- * this long: the asker retries at least every kMaxRetry, so it gets the lease first. */
-constexpr milliseconds kYieldToAsker = 3 * kMaxRetry;
+/* How long a try (timeout 0) goes on when it met only another acquire or release in
+ * flight, not a holder: two hosts taking one lease shared at once race on its paxos
+ * ballot, and one of them loses the round, not the lease. */
+constexpr milliseconds kTransientRetry{1000};
 
 /* sanlock renews a host's lease every 2 x io_timeout (measured with io_timeout 1: a new
  * timestamp of this host's lease shows in sanlock_get_hosts every 2 to 3 s) and gives
@@ -79,11 +73,12 @@ std::chrono::seconds FailingAfter(uint32_t io_timeout)
     return std::chrono::seconds(3 * io_timeout + 2);
 }
 
-/* An acquire that failed because another host holds the lease (the others are a holder
- * on this host, or this host's own acquire or release under way). */
-bool HeldElsewhere(int rv)
+/* An acquire that met another acquire or release in flight rather than a holder. */
+bool Transient(int rv)
 {
-    return rv != -EEXIST && rv != -EAGAIN && rv != -EBUSY;
+    return rv == -EAGAIN || rv == -EBUSY || rv == SANLK_ACQUIRE_SHRETRY ||
+           rv == SANLK_ACQUIRE_OWNED_RETRY || rv == SANLK_DBLOCK_LVER ||
+           rv == SANLK_DBLOCK_MBAL;
 }
 
 /* The sector size / alignment pairs sanlock supports, and the flags that say them. The
@@ -158,6 +153,7 @@ Status CheckGeometry(const SanlockGeometry &g)
                        g.lockspace.c_str(), SANLK_NAME_LEN);
     SDM_RETURN_IF_ERROR(CheckPath(g.ids_path));
     SDM_RETURN_IF_ERROR(CheckPath(g.leases_path));
+    SDM_RETURN_IF_ERROR(CheckPath(g.owners_path));
     if (!FindFormat(g))
         return Invalid(_("sanlock cannot use sector size %u with alignment %llu: use 512 with "
                          "1 MiB, or 4096 with 1, 2, 4 or 8 MiB; check domain.meta"),
@@ -222,18 +218,24 @@ sanlk_lockspace MakeLockspace(const SanlockGeometry &g, uint32_t host_id)
     return ls;
 }
 
+const std::string &AreaPath(const SanlockGeometry &g, LeaseArea area)
+{
+    return area == LeaseArea::kOwners ? g.owners_path : g.leases_path;
+}
+
 /* A sanlk_resource followed by its one disk, laid out as libsanlock expects (its disks[0]
  * is a zero-length array: the disk must come right after it). */
 class SlotResource {
 public:
-    SlotResource(const SanlockGeometry &g, uint64_t slot, LeaseMode mode = LeaseMode::kExclusive)
+    SlotResource(const SanlockGeometry &g, LeaseArea area, uint64_t slot,
+                 LeaseMode mode = LeaseMode::kExclusive)
     {
         CopyName(r_.res.lockspace_name, g.lockspace);
-        CopyName(r_.res.name, SanlockLeaseManager::ResourceName(slot));
+        CopyName(r_.res.name, SanlockLeaseManager::ResourceName(area, slot));
         r_.res.flags =
             FindFormat(g)->res_flags | (mode == LeaseMode::kShared ? SANLK_RES_SHARED : 0);
         r_.res.num_disks = 1;
-        CopyPath(r_.disk.path, g.leases_path);
+        CopyPath(r_.disk.path, AreaPath(g, area));
         r_.disk.offset = SlotOffset(g, slot);
     }
 
@@ -391,12 +393,12 @@ std::string LockspaceWhat(const SanlockGeometry &g)
     return text;
 }
 
-std::string LeaseWhat(const SanlockGeometry &g, uint64_t slot)
+std::string LeaseWhat(const SanlockGeometry &g, LeaseArea area, uint64_t slot)
 {
     g_autofree char *text = g_strdup_printf(
         _("lease %s of lockspace %s (slot %llu of %s)"),
-        SanlockLeaseManager::ResourceName(slot).c_str(), g.lockspace.c_str(),
-        static_cast<unsigned long long>(slot), g.leases_path.c_str());
+        SanlockLeaseManager::ResourceName(area, slot).c_str(), g.lockspace.c_str(),
+        static_cast<unsigned long long>(slot), AreaPath(g, area).c_str());
     return text;
 }
 
@@ -431,12 +433,6 @@ Status SyncArea(const std::string &path)
     if (!fd.valid())
         return Status::FromErrno(errno, std::string(_("cannot open sanlock area ")) + path);
     return fileio::FsyncFd(fd.get(), path);
-}
-
-std::pair<uint64_t, uint64_t> BatchSlots(uint64_t batch)
-{
-    return {batch * SanlockLeaseManager::kSlotBatch + 1,
-            (batch + 1) * SanlockLeaseManager::kSlotBatch};
 }
 
 const char *HostState(uint32_t flags)
@@ -572,15 +568,16 @@ private:
     std::vector<std::shared_ptr<Registration>> idle_;
 };
 
-std::string SanlockLeaseManager::ResourceName(uint64_t slot)
+std::string SanlockLeaseManager::ResourceName(LeaseArea area, uint64_t slot)
 {
+    if (area == LeaseArea::kOwners)
+        return "o" + std::to_string(slot);
     return slot == layout::kDomainLeaseSlot ? "SDM" : "v" + std::to_string(slot);
 }
 
-Status SanlockLeaseManager::FormatAreas(const SanlockGeometry &g, uint64_t initial_slots)
+Status SanlockLeaseManager::FormatAreas(const SanlockGeometry &g)
 {
     SDM_RETURN_IF_ERROR(CheckGeometry(g));
-    SDM_RETURN_IF_ERROR(CheckSlot(initial_slots));
     SDM_RETURN_IF_ERROR(CheckAreaFile(g.ids_path));
     SDM_RETURN_IF_ERROR(CheckAreaFile(g.leases_path));
 
@@ -588,16 +585,12 @@ Status SanlockLeaseManager::FormatAreas(const SanlockGeometry &g, uint64_t initi
     int rv = sanlock_direct_write_lockspace(&ls, 0, 0, g.io_timeout);
     if (rv != 0)
         return SanlockError(rv, "sanlock_direct_write_lockspace", LockspaceWhat(g), g.ids_path);
-
-    uint64_t batches = (initial_slots + kSlotBatch - 1) / kSlotBatch;
-    uint64_t last = std::min(batches * kSlotBatch, layout::kMaxSlot);
-    for (uint64_t slot = layout::kDomainLeaseSlot; slot <= last; slot++) {
-        SlotResource res(g, slot);
-        rv = sanlock_direct_write_resource(res.get(), 0, 0, 0);
-        if (rv != 0)
-            return SanlockError(rv, "sanlock_direct_write_resource", LeaseWhat(g, slot),
-                                g.leases_path);
-    }
+    SlotResource res(g, LeaseArea::kLeases, layout::kDomainLeaseSlot);
+    rv = sanlock_direct_write_resource(res.get(), 0, 0, 0);
+    if (rv != 0)
+        return SanlockError(rv, "sanlock_direct_write_resource",
+                            LeaseWhat(g, LeaseArea::kLeases, layout::kDomainLeaseSlot),
+                            g.leases_path);
     SDM_RETURN_IF_ERROR(SyncArea(g.ids_path));
     return SyncArea(g.leases_path);
 }
@@ -607,7 +600,7 @@ SanlockLeaseManager::SanlockLeaseManager(SanlockGeometry g, uint32_t host_id)
       host_id_(host_id),
       valid_(CheckManager(g_, host_id)),
       pool_(std::make_unique<RegistrationPool>()),
-      batch_done_((layout::kMaxSlot - 1) / kSlotBatch + 1, false),
+      chunk_done_(layout::kMaxChunk + 1, false),
       wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
 {
 }
@@ -804,8 +797,8 @@ Result<std::vector<SanlockLeaseManager::Host>> SanlockLeaseManager::Hosts()
     return result;
 }
 
-Status SanlockLeaseManager::BusyError(uint64_t slot, int rv, milliseconds waited,
-                                      bool asked) const
+Status SanlockLeaseManager::BusyError(LeaseArea area, uint64_t slot, int rv,
+                                      milliseconds waited) const
 {
     std::string holder;
     /* -EAGAIN and -EBUSY (a release or acquire under way on this host) say nothing about
@@ -815,7 +808,7 @@ Status SanlockLeaseManager::BusyError(uint64_t slot, int rv, milliseconds waited
             _("this host (host id %u: this process or another one on this host)"), host_id_);
         holder = text;
     } else {
-        SlotResource res(g_, slot);
+        SlotResource res(g_, area, slot);
         sanlk_host *owners = nullptr;
         int count = 0;
         if (sanlock_read_resource_owners(res.get(), 0, &owners, &count) == 0) {
@@ -829,17 +822,21 @@ Status SanlockLeaseManager::BusyError(uint64_t slot, int rv, milliseconds waited
         }
         free(owners);
         if (holder.empty())
-            holder = _("another host");
+            holder = Transient(rv) ? _("nobody for good: another host's acquire or release "
+                                       "was in flight")
+                                   : _("another host");
     }
     g_autofree char *message = g_strdup_printf(
-        _("%s is held by %s (waited %lld ms%s); try again when its operation finishes (a "
-          "host that died keeps its leases until about %u s after its last renewal)"),
-        LeaseWhat(g_, slot).c_str(), holder.c_str(), static_cast<long long>(waited.count()),
-        asked ? _(", asked the holder to give it back") : "", 8 * g_.io_timeout + 60);
+        _("%s is held by %s (waited %lld ms); try again when its user is done (a host that "
+          "died keeps its leases until about %u s after its last renewal, or until an "
+          "administrator frees its host id with `sanlock direct release_id`)"),
+        LeaseWhat(g_, area, slot).c_str(), holder.c_str(), static_cast<long long>(waited.count()),
+        8 * g_.io_timeout + 60);
     return Status::Error(ErrorCode::kBusy, message);
 }
 
-Result<std::unique_ptr<LeaseHandle>> SanlockLeaseManager::Acquire(uint64_t slot, LeaseMode mode,
+Result<std::unique_ptr<LeaseHandle>> SanlockLeaseManager::Acquire(LeaseArea area, uint64_t slot,
+                                                                  LeaseMode mode,
                                                                   milliseconds timeout)
 {
     SDM_RETURN_IF_ERROR(valid_);
@@ -848,16 +845,12 @@ Result<std::unique_ptr<LeaseHandle>> SanlockLeaseManager::Acquire(uint64_t slot,
     SigpipeBlock no_sigpipe;
     const auto start = steady_clock::now();
     const auto deadline = start + std::max(timeout, milliseconds::zero());
+    const auto transient_deadline = start + std::max(timeout, kTransientRetry);
     if (!joined_)
         SDM_RETURN_IF_ERROR(AwaitJoin(deadline, false));
-    const bool domain_lease = slot == layout::kDomainLeaseSlot;
-    if (domain_lease)
-        YieldToAsker(deadline);
 
-    SlotResource res(g_, slot, mode);
+    SlotResource res(g_, area, slot, mode);
     milliseconds backoff = kFirstRetry;
-    std::vector<uint64_t> asked;
-    auto next_ask = start;
     for (;;) {
         Result<std::shared_ptr<Registration>> registration = pool_->Take();
         if (!registration.ok())
@@ -870,98 +863,92 @@ Result<std::unique_ptr<LeaseHandle>> SanlockLeaseManager::Acquire(uint64_t slot,
                                  nullptr);
         }
         pool_->Put(*registration);
-        if (rv == 0) {
-            StopAsking(asked);
-            return std::unique_ptr<LeaseHandle>(
-                std::make_unique<SanlockLeaseHandle>(*registration, res, LeaseWhat(g_, slot)));
-        }
+        if (rv == 0)
+            return std::unique_ptr<LeaseHandle>(std::make_unique<SanlockLeaseHandle>(
+                *registration, res, LeaseWhat(g_, area, slot)));
         if (rv == -ENOSPC)
             joined_ = false; /* lost or left: the next call looks again */
-        if (!IsContention(rv)) {
-            StopAsking(asked);
-            return SanlockError(rv, "sanlock_acquire", LeaseWhat(g_, slot), g_.leases_path);
-        }
+        if (!IsContention(rv))
+            return SanlockError(rv, "sanlock_acquire", LeaseWhat(g_, area, slot),
+                                AreaPath(g_, area));
         auto now = steady_clock::now();
-        if (now >= deadline) {
-            StopAsking(asked);
-            return BusyError(slot, rv, std::chrono::duration_cast<milliseconds>(now - start),
-                             !asked.empty());
-        }
-        /* A probe (no timeout) never asks: it must not take the lease from its user. The
-         * ask is repeated so that the holder's bit stays set (sanlock clears it 6 x
-         * io_timeout after the last set_event) and reaches a new holder. */
-        if (domain_lease && HeldElsewhere(rv) && now >= next_ask) {
-            for (uint64_t host : AskHolders()) {
-                if (std::find(asked.begin(), asked.end(), host) == asked.end())
-                    asked.push_back(host);
-            }
-            next_ask = now + std::chrono::seconds(g_.io_timeout);
-        }
-        std::this_thread::sleep_for(std::min<steady_clock::duration>(backoff, deadline - now));
+        if (now >= (Transient(rv) ? transient_deadline : deadline))
+            return BusyError(area, slot, rv,
+                             std::chrono::duration_cast<milliseconds>(now - start));
+        std::this_thread::sleep_for(backoff);
         backoff = std::min(backoff * 2, kMaxRetry);
     }
 }
 
 /* Whether the lease of `slot` is on storage: a record with this lockspace and name. */
-Result<bool> SanlockLeaseManager::SlotOnStorage(uint64_t slot) const
+Result<bool> SanlockLeaseManager::SlotOnStorage(LeaseArea area, uint64_t slot) const
 {
-    SlotResource res(g_, slot);
+    SlotResource res(g_, area, slot);
     int rv = sanlock_read_resource(res.get(), 0);
     if (rv == 0)
         return true;
     if (rv == SANLK_LEADER_MAGIC || rv == -EMSGSIZE)
         return false;
-    return SanlockError(rv, "sanlock_read_resource", LeaseWhat(g_, slot), g_.leases_path);
+    return SanlockError(rv, "sanlock_read_resource", LeaseWhat(g_, area, slot),
+                        AreaPath(g_, area));
 }
 
-Status SanlockLeaseManager::InitSlot(uint64_t slot)
+Status SanlockLeaseManager::InitChunk(uint64_t chunk)
 {
     SDM_RETURN_IF_ERROR(valid_);
-    SDM_RETURN_IF_ERROR(CheckSlot(slot));
     SDM_RETURN_IF_ERROR(Unusable());
+    if (chunk > layout::kMaxChunk)
+        return Invalid(_("lease chunk %llu is out of range; run `sdm check`"),
+                       static_cast<unsigned long long>(chunk));
     SigpipeBlock no_sigpipe;
-    if (slot == layout::kDomainLeaseSlot) {
-        /* Written by FormatAreas only: it may be held right now. */
-        Result<bool> there = SlotOnStorage(slot);
-        if (!there.ok())
-            return there.status();
-        if (*there)
-            return Status::Ok();
-        g_autofree char *message = g_strdup_printf(
-            _("the domain lease (slot 0 of %s) is missing: the domain was not formatted for "
-              "sanlock or is damaged; run `sdm check`"),
-            g_.leases_path.c_str());
-        return Status::Error(ErrorCode::kNotFound, message);
-    }
-
-    uint64_t batch = (slot - 1) / kSlotBatch;
-    auto [first, last] = BatchSlots(batch);
+    const uint64_t first = layout::FirstSlotOf(chunk), last = layout::LastSlotOf(chunk);
     std::lock_guard lock(init_mutex_);
-    if (batch_done_[batch])
+    if (chunk_done_[chunk])
         return Status::Ok();
-    /* Its boundary is written last: if it is there, some host finished the batch and may
-     * have handed out its slots, so it must never be written again. */
-    Result<bool> done = SlotOnStorage(last);
+    /* Its boundary is written last: if it is there, the chunk was written completely (by an
+     * earlier incarnation of its owner, or in format 1 by any host) and its slots may be
+     * held: never write it again. */
+    Result<bool> done = SlotOnStorage(LeaseArea::kLeases, last);
     if (!done.ok())
         return done.status();
     if (!*done) {
         for (uint64_t s = first; s <= last; s++) {
-            SlotResource res(g_, s);
+            SlotResource res(g_, LeaseArea::kLeases, s);
             int rv = sanlock_write_resource(res.get(), 0, 0, 0);
             if (rv != 0)
-                return SanlockError(rv, "sanlock_write_resource", LeaseWhat(g_, s),
-                                    g_.leases_path);
+                return SanlockError(rv, "sanlock_write_resource",
+                                    LeaseWhat(g_, LeaseArea::kLeases, s), g_.leases_path);
         }
         SDM_RETURN_IF_ERROR(SyncArea(g_.leases_path));
     }
-    batch_done_[batch] = true;
+    chunk_done_[chunk] = true;
     return Status::Ok();
+}
+
+Status SanlockLeaseManager::InitOwner(uint32_t owner)
+{
+    SDM_RETURN_IF_ERROR(valid_);
+    SDM_RETURN_IF_ERROR(Unusable());
+    SDM_RETURN_IF_ERROR(CheckAreaFile(g_.owners_path));
+    SigpipeBlock no_sigpipe;
+    Result<bool> there = SlotOnStorage(LeaseArea::kOwners, owner);
+    if (!there.ok())
+        return there.status();
+    if (*there)
+        return Status::Ok();
+    SlotResource res(g_, LeaseArea::kOwners, owner);
+    int rv = sanlock_write_resource(res.get(), 0, 0, 0);
+    if (rv != 0)
+        return SanlockError(rv, "sanlock_write_resource", LeaseWhat(g_, LeaseArea::kOwners, owner),
+                            g_.owners_path);
+    return SyncArea(g_.owners_path);
 }
 
 std::string SanlockLeaseManager::LeaseXml(uint64_t slot) const
 {
     g_autofree char *lockspace = g_markup_escape_text(g_.lockspace.c_str(), -1);
-    g_autofree char *key = g_markup_escape_text(ResourceName(slot).c_str(), -1);
+    g_autofree char *key =
+        g_markup_escape_text(ResourceName(LeaseArea::kLeases, slot).c_str(), -1);
     g_autofree char *path = g_markup_escape_text(g_.leases_path.c_str(), -1);
     g_autofree char *xml = g_strdup_printf(
         "<lease>\n"
@@ -1073,65 +1060,6 @@ void SanlockLeaseManager::CheckHealth(Health &health)
                         8 * g_.io_timeout));
 }
 
-/* --- requests for the domain lease --- */
-
-void SanlockLeaseManager::SetDomainLeaseWantedHandler(std::function<void()> handler)
-{
-    std::lock_guard lock(wanted_mutex_);
-    wanted_ = std::move(handler);
-}
-
-std::vector<uint64_t> SanlockLeaseManager::AskHolders()
-{
-    SlotResource res(g_, layout::kDomainLeaseSlot);
-    sanlk_host *owners = nullptr;
-    int count = 0;
-    std::vector<uint64_t> asked;
-    if (sanlock_read_resource_owners(res.get(), 0, &owners, &count) != 0) {
-        free(owners);
-        return asked;
-    }
-    for (int i = 0; i < count; i++) {
-        if (owners[i].host_id == host_id_ || owners[i].host_id == 0)
-            continue;
-        /* The holder's generation: a holder that restarted since ignores it. */
-        sanlk_host_event event = {owners[i].host_id, owners[i].generation, kDomainLeaseWanted,
-                                  layout::kDomainLeaseSlot};
-        if (sanlock_set_event(g_.lockspace.c_str(), &event, 0) == 0)
-            asked.push_back(owners[i].host_id);
-    }
-    free(owners);
-    return asked;
-}
-
-void SanlockLeaseManager::StopAsking(const std::vector<uint64_t> &hosts)
-{
-    /* Else the holder would get the request again at each of this host's renewals for
-     * 6 x io_timeout, and give the lease back needlessly if it took it meanwhile. */
-    for (uint64_t host : hosts) {
-        sanlk_host_event event = {host, 0, 0, 0};
-        sanlock_set_event(g_.lockspace.c_str(), &event, SANLK_SETEV_CLEAR_HOSTID);
-    }
-}
-
-void SanlockLeaseManager::YieldToAsker(steady_clock::time_point deadline)
-{
-    if (!yield_.exchange(false))
-        return;
-    std::this_thread::sleep_until(std::min(steady_clock::now() + kYieldToAsker, deadline));
-}
-
-void SanlockLeaseManager::OnEvent(uint64_t event, uint64_t generation)
-{
-    uint64_t ours = generation_.load();
-    if (event != kDomainLeaseWanted || (generation != 0 && ours != 0 && generation != ours))
-        return;
-    yield_ = true;
-    std::lock_guard lock(wanted_mutex_);
-    if (wanted_)
-        wanted_();
-}
-
 /* --- the monitor thread --- */
 
 void SanlockLeaseManager::StartMonitor()
@@ -1160,45 +1088,15 @@ void SanlockLeaseManager::MonitorLoop()
 {
     SigpipeBlock no_sigpipe;
     Health health;
-    int events = -1; /* the fd sanlock_reg_event gave, or -1 */
-    bool warned = false;
     while (!stop_monitor_) {
         CheckHealth(health);
-        LockspaceState state = state_.load();
-        bool in = state == LockspaceState::kJoined || state == LockspaceState::kFailing;
-        if (events < 0 && in) {
-            events = sanlock_reg_event(g_.lockspace.c_str(), nullptr, 0);
-            if (events < 0 && !warned) {
-                g_warning(_("cannot receive requests of other hosts in lockspace %s (%s); they "
-                            "wait for this host's linger on the domain lease to end"),
-                          g_.lockspace.c_str(), Detail(events).c_str());
-                warned = true;
-            }
-        }
-        struct pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {events, POLLIN, 0}};
-        if (poll(fds, 2, static_cast<int>(kMonitorPoll.count())) <= 0)
+        struct pollfd wake = {wake_.get(), POLLIN, 0};
+        if (poll(&wake, 1, static_cast<int>(kMonitorPoll.count())) <= 0)
             continue;
-        if (fds[0].revents != 0) {
-            uint64_t count;
-            if (read(wake_.get(), &count, sizeof(count)) < 0 && errno != EAGAIN)
-                break;
-        }
-        if (events >= 0 && fds[1].revents != 0) {
-            sanlk_host_event event = {};
-            uint64_t from_host = 0;
-            uint64_t from_generation = 0;
-            int rv = sanlock_get_event(events, 0, &event, &from_host, &from_generation);
-            if (rv == 0) {
-                OnEvent(event.event, event.generation);
-            } else if (rv != -EAGAIN) {
-                /* The daemon closed its end: the lockspace is going. */
-                close(events);
-                events = -1;
-            }
-        }
+        uint64_t count;
+        if (read(wake_.get(), &count, sizeof(count)) < 0 && errno != EAGAIN)
+            break;
     }
-    if (events >= 0)
-        sanlock_end_event(events, g_.lockspace.c_str(), 0); /* closes it */
 }
 
 }  // namespace sdm

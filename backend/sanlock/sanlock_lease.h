@@ -1,11 +1,12 @@
 /* Storage leases through sanlock: the LeaseManager that sdmd uses on shared storage.
  *
  * A domain's lockspace (named after the domain, in <domain>/ids) gives each host a host
- * id and a generation; its lease area (<domain>/leases) holds one paxos lease per slot,
- * slot 0 the domain lease "SDM", slot n the volume lease "v<n>", at slot x alignment.
- * The lockspace belongs to the host's sanlock daemon, not to a process: this process
- * joins it (Join), takes leases in it (Acquire) over connections registered with the
- * daemon, and the daemon releases them when the process dies.
+ * id and a generation. Its lease areas hold one paxos lease per slot at slot x alignment:
+ * <domain>/leases slot 0 the domain lease "SDM", slot n the volume lease "v<n>";
+ * <domain>/owners slot n the owner lease "o<n>" of host n. The lockspace belongs to the
+ * host's sanlock daemon, not to a process: this process joins it (Join), takes leases in
+ * it (Acquire) over connections registered with the daemon, and the daemon releases them
+ * when the process dies.
  *
  * Fencing: without a watchdog, a host that loses its lockspace (storage unreachable for
  * 8 x io_timeout) has every lease holder killed by its daemon: the killpath if one is
@@ -15,18 +16,12 @@
  * 8 x io_timeout + 60 s) or an administrator frees the host id
  * (`sanlock direct release_id`). Before that, a monitor thread sees the renewals of this
  * host's lease stall (state() turns kFailing) or the lockspace vanish (kLost); from then
- * on Acquire and InitSlot refuse with Unusable(), so no new operation starts.
+ * on Acquire and the Init calls refuse with Unusable(), so no new operation starts.
  *
- * Requests: sanlock does not queue waiters, and the engine keeps the domain lease for a
- * while after its last use (the linger). An Acquire of the domain lease that finds it
- * held by another host asks that host to give it back, with a lockspace event
- * (sanlock_set_event) sent to the holder's host id, again every io_timeout seconds while
- * it retries, and cleared once it is done. Events ride on the delta-lease renewals
- * (every 2 x io_timeout): the asker's renewal writes it, the holder's next renewal reads
- * it, so it arrives 0 to about 4 x io_timeout + 3 s after the ask (docs/locking.md has the
- * figures). The holder's monitor thread receives it on an event fd (sanlock_reg_event)
- * and runs the handler of SetDomainLeaseWantedHandler; its own next acquire of the
- * domain lease then waits a moment, so that the asker, not this host, gets it.
+ * No lease is ever handed over between hosts by asking: operations hold leases only
+ * while they run, and a try that meets another host's lease fails at once (kBusy, naming
+ * the holder), except when it only met another acquire in flight, which is retried for a
+ * moment (two hosts reading one volume at once never refuse each other).
  *
  * Thread-safe. */
 #pragma once
@@ -42,7 +37,7 @@
 #include <vector>
 
 #include "backend/engine/fileio.h"
-#include "backend/engine/lease.h"
+#include "sdm/lease.h"
 
 namespace sdm {
 
@@ -50,6 +45,7 @@ struct SanlockGeometry {
     std::string lockspace;      /* lockspace name (the domain UUID; <= 48 bytes) */
     std::string ids_path;       /* <domain>/ids */
     std::string leases_path;    /* <domain>/leases */
+    std::string owners_path;    /* <domain>/owners */
     uint64_t alignment = 1 << 20;
     uint32_t sector_size = 512;
     uint32_t io_timeout = 10;   /* seconds: written into the lockspace at format, used to join */
@@ -57,16 +53,11 @@ struct SanlockGeometry {
 
 class SanlockLeaseManager : public LeaseManager {
 public:
-    /* Slots are written in batches of this many, so that a create rarely pays for a
-     * lease init; batch b holds slots b*64+1 .. b*64+64 and is written in ascending
-     * order, so its last slot (the boundary) says whether the whole batch is there. */
-    static constexpr uint64_t kSlotBatch = 64;
-
-    /* Writes the lockspace (ids, direct I/O, no daemon needed) with io_timeout, the domain
-     * lease (slot 0) and volume slots 1..initial_slots, rounded up to whole batches, into
-     * the lease area. Both files must exist (sanlock never creates files). Only for a new
-     * domain: it wipes every lease it writes. */
-    static Status FormatAreas(const SanlockGeometry &g, uint64_t initial_slots);
+    /* Writes the lockspace (ids, direct I/O, no daemon needed) with io_timeout and the
+     * domain lease (slot 0 of leases). The files must exist (sanlock never creates files).
+     * Only for a new domain: it wipes what it writes. Volume leases are written chunk by
+     * chunk by the hosts that claim them (InitChunk), owner leases by their hosts. */
+    static Status FormatAreas(const SanlockGeometry &g);
 
     SanlockLeaseManager(SanlockGeometry g, uint32_t host_id);
     /* Leaves the lockspace (asynchronously) if this object joined it, unless leases are
@@ -113,25 +104,27 @@ public:
     uint64_t generation() const { return generation_.load(); }
 
     /* Waits for the join first, then tries sanlock_acquire until `timeout` (0: one try);
-     * kBusy names the holder's host id. For the domain lease with a timeout, asks the
-     * holding host to give it back (see Requests above). */
-    Result<std::unique_ptr<LeaseHandle>> Acquire(uint64_t slot, LeaseMode mode,
+     * kBusy names the holder's host id, kNotFound says there is no lease at that slot. */
+    Result<std::unique_ptr<LeaseHandle>> Acquire(LeaseArea area, uint64_t slot, LeaseMode mode,
                                                  std::chrono::milliseconds timeout) override;
-    void SetDomainLeaseWantedHandler(std::function<void()> handler) override;
-    /* Makes sure the batch holding `slot` is on storage, writing it if its boundary slot
-     * is not. Writing happens only for a batch no host has finished, so it never touches
-     * a lease that can be held; callers must hold the domain lease so that two hosts do
-     * not write one batch at once (the engine's metadata transactions do). Never writes
-     * slot 0. Needs the daemon, not the join. */
-    Status InitSlot(uint64_t slot) override;
+    /* Writes the chunk's volume leases in ascending order unless its last slot (the
+     * boundary) is on storage already: the chunk's owner calls it before handing out any
+     * of its slots, so it never writes a lease that can be held. Needs the daemon, not
+     * the join. */
+    Status InitChunk(uint64_t chunk) override;
+    /* Writes owner lease `owner` unless it is on storage. */
+    Status InitOwner(uint32_t owner) override;
+    uint32_t FirstOwner() const override { return host_id_; }
+    uint32_t LastOwner() const override { return host_id_; }
     std::string Name() const override { return "sanlock"; }
 
     /* The <lease> element a libvirt domain needs so that libvirt's sanlock lock manager
      * takes this volume lease when the VM starts (lockspace, key, target path+offset).
      * `slot` must be <= layout::kMaxSlot. */
     std::string LeaseXml(uint64_t slot) const;
-    /* Resource name of a slot: "SDM" for slot 0, "v<slot>" for volumes (<= 48 bytes). */
-    static std::string ResourceName(uint64_t slot);
+    /* Resource name of a slot: "SDM" for slot 0 of leases, "v<slot>" for volumes, "o<slot>"
+     * for owners (<= 48 bytes). */
+    static std::string ResourceName(LeaseArea area, uint64_t slot);
 
 private:
     class RegistrationPool;
@@ -139,24 +132,16 @@ private:
 
     Status AwaitJoin(std::chrono::steady_clock::time_point deadline, bool need_generation);
     Status JoinEnded(bool requested) const;
-    Status BusyError(uint64_t slot, int rv, std::chrono::milliseconds waited,
-                     bool asked) const;
-    Result<bool> SlotOnStorage(uint64_t slot) const;
+    Status BusyError(LeaseArea area, uint64_t slot, int rv,
+                     std::chrono::milliseconds waited) const;
+    Result<bool> SlotOnStorage(LeaseArea area, uint64_t slot) const;
 
-    /* Requests for the domain lease, asking side: the host ids asked. */
-    std::vector<uint64_t> AskHolders();
-    void StopAsking(const std::vector<uint64_t> &hosts);
-    /* After a request from another host, this host's next acquire of the domain lease
-     * lets the asker go first. */
-    void YieldToAsker(std::chrono::steady_clock::time_point deadline);
-
-    /* The monitor thread: lockspace health, and requests from other hosts. */
+    /* The monitor thread: lockspace health. */
     void StartMonitor();
     void StopMonitor();
     void MonitorLoop();
     void CheckHealth(Health &health);
     void SetState(LockspaceState state, std::string why);
-    void OnEvent(uint64_t event, uint64_t generation);
     const SanlockGeometry g_;
     const uint32_t host_id_;
     const Status valid_; /* what is wrong with g_ and host_id_, checked once */
@@ -172,14 +157,11 @@ private:
     std::atomic<uint64_t> generation_{0};
 
     std::mutex init_mutex_;
-    std::vector<bool> batch_done_; /* batches known to be on storage */
+    std::vector<bool> chunk_done_; /* chunks known to be on storage */
 
     std::atomic<LockspaceState> state_{LockspaceState::kJoining};
     mutable std::mutex why_mutex_;
     std::string why_;              /* guarded by why_mutex_: what made it failing or lost */
-    std::mutex wanted_mutex_;      /* held while the handler runs */
-    std::function<void()> wanted_; /* guarded by wanted_mutex_ */
-    std::atomic<bool> yield_{false}; /* a request came since the last domain-lease acquire */
 
     std::mutex monitor_mutex_;     /* start and stop of the monitor */
     std::thread monitor_;          /* guarded by monitor_mutex_ */

@@ -106,6 +106,19 @@ void PrintGcReport(const GcReport &report)
            report.errors);
 }
 
+void PrintUpgradeReport(const std::string &path, const UpgradeReport &report)
+{
+    if (report.from_version < report.to_version)
+        printf(_("upgraded storage domain %s from format %u to %u\n"), path.c_str(),
+               report.from_version, report.to_version);
+    else
+        printf(_("storage domain %s is in format %u already\n"), path.c_str(),
+               report.to_version);
+    printf(_("upgrade: %u format 1 transactions adopted, %u slot index entries removed\n"),
+           report.adopted, report.slot_links_removed);
+    PrintGcReport(report.gc);
+}
+
 void PrintCheckReport(const CheckReport &report)
 {
     for (const auto &problem : report.problems)

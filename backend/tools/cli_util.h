@@ -40,6 +40,7 @@ void PrintVolume(const VolumeInfo &volume);
 void PrintVolumeTable(const std::vector<VolumeInfo> &volumes);
 /* What `gc` and `check` print: a line per transaction or problem, then a summary. */
 void PrintGcReport(const GcReport &report);
+void PrintUpgradeReport(const std::string &path, const UpgradeReport &report);
 void PrintCheckReport(const CheckReport &report);
 
 /* A copy's progress on stderr: a bar redrawn in place on a terminal, a line per tenth

@@ -38,6 +38,7 @@ constexpr char kUsage[] = N_(
     "  show DIR NAME                               one volume, with its path\n"
     "  gc DIR [--dry-run]\n"
     "  check DIR\n"
+    "  upgrade DIR                                 a format 1 domain to format 2, in place\n"
     "  steps [OPERATION]                           the named steps (crash points)\n"
     "\n"
     "SIZE is bytes, or a number with K, M, G, T, P (powers of 1024; KiB.. too)\n"
@@ -103,6 +104,7 @@ int Main(int argc, char **argv)
         {"show", {2, {}}},
         {"gc", {1, {"--dry-run"}}},
         {"check", {1, {}}},
+        {"upgrade", {1, {}}},
         {"steps", {0, {}}},
     };
     auto spec = kCommands.find(command);
@@ -158,6 +160,14 @@ int Main(int argc, char **argv)
         if (!info.ok())
             return Fail(info.status());
         printf(_("formatted storage domain %s at %s\n"), info->uuid.c_str(), dir.c_str());
+        return 0;
+    }
+
+    if (command == "upgrade") {
+        auto report = sdm::Domain::Upgrade(dir, options);
+        if (!report.ok())
+            return Fail(report.status());
+        sdm::cli::PrintUpgradeReport(dir, *report);
         return 0;
     }
 

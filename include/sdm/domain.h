@@ -1,11 +1,12 @@
 /* A file storage domain: the public face of the engine.
  *
- * A Domain object is one host's handle on a domain directory shared by many hosts. Every
- * metadata operation (create, clone, delete, resize, snapshot layer) runs as one storage
- * transaction: a marker, garbage, one atomic rename, marker removal. The garbage
- * collector sweeps what interrupted transactions leave. A Domain is thread-safe: many
- * threads may run operations at once; the engine's locks follow the order in
- * docs/locking.md. */
+ * A Domain object is one process's attachment to a domain directory shared by many hosts:
+ * while it exists it holds the domain lease shared and an owner lease of its own
+ * (docs/locking.md). Every metadata operation (create, clone, delete, resize, snapshot
+ * layer) runs as one storage transaction: a marker, garbage, one atomic rename, marker
+ * removal. The garbage collector sweeps what interrupted transactions leave. A Domain is
+ * thread-safe: many threads may run operations at once; the engine's locks follow the
+ * order in docs/locking.md. */
 #pragma once
 
 #include <chrono>
@@ -16,18 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "sdm/lease.h"
 #include "sdm/status.h"
 #include "sdm/types.h"
 
 namespace sdm {
-
-class LeaseManager;
-
-struct FormatParams {
-    uint32_t io_timeout = 10;        /* seconds, written into the lockspace */
-    uint32_t sector_size = 512;      /* 512 or 4096 */
-    uint64_t alignment = 1 << 20;    /* lease slot size in bytes */
-};
 
 /* How much fsync a commit takes; see backend/engine/durability.h. */
 enum class Durability { kAuto, kStrict, kOrdered };
@@ -37,11 +31,8 @@ struct DomainOptions {
     uint64_t generation = 0;         /* the host id's generation, recorded in markers */
     /* Lease backend; null selects local OFD locks (single-host domains and tests). */
     std::shared_ptr<LeaseManager> leases;
-    /* How long a metadata operation waits for the domain lease and image locks. */
+    /* How long an operation waits for local locks, and an attachment for its leases. */
     std::chrono::milliseconds lock_timeout{30000};
-    /* How long the domain lease is kept after the last operation that used it: a burst
-     * of operations then pays one acquire. 0 gives it back at once. */
-    std::chrono::milliseconds domain_lease_linger{0};
     Durability durability = Durability::kAuto;
 };
 
@@ -51,8 +42,8 @@ struct DomainUsage {
     uint64_t fs_capacity = 0;   /* bytes of the filesystem holding the domain */
     uint64_t fs_allocation = 0; /* bytes in use on it */
     uint64_t fs_available = 0;  /* bytes an unprivileged writer may still use */
-    /* Differs whenever any host added or removed a volume since it was read (the name
-     * index's directory times); compare it, never parse it. */
+    /* Differs whenever any host added or removed a volume since it was read (the times of
+     * images/, where every name claim lives); compare it, never parse it. */
     std::string change_token;
 };
 
@@ -67,6 +58,16 @@ struct DomainInfo {
     std::string durability;          /* the sync policy in force and why, e.g. "ordered (XFS)" */
 };
 
+struct FormatParams {
+    uint32_t io_timeout = 10;        /* seconds, written into the lockspace */
+    uint32_t sector_size = 512;      /* 512 or 4096 */
+    uint64_t alignment = 1 << 20;    /* lease slot size in bytes */
+    /* Writes the lease areas (ids, leases, owners exist, empty) of the domain being
+     * formatted, before its commit: sdmd's sanlock lockspace and domain lease. Null for
+     * local leases, which need nothing written. */
+    std::function<Status(const DomainInfo &domain)> write_lease_areas;
+};
+
 struct GcOptions {
     bool dry_run = false;            /* report candidates, change nothing */
 };
@@ -75,9 +76,17 @@ struct GcReport {
     uint32_t markers_seen = 0;
     uint32_t collected = 0;          /* abandoned transactions swept */
     uint32_t rolled_forward = 0;     /* of those, committed ones completed */
-    uint32_t skipped_live = 0;       /* owner still holds the protecting lease */
+    uint32_t skipped_live = 0;       /* its owner still holds its owner lease */
     uint32_t errors = 0;
     std::vector<std::string> lines;  /* one line per marker, for people */
+};
+
+struct UpgradeReport {
+    uint32_t from_version = 0;
+    uint32_t to_version = 0;
+    uint32_t adopted = 0;            /* format 1 transactions handed to the collector */
+    uint32_t slot_links_removed = 0; /* format 1 slot index entries */
+    GcReport gc;                     /* the sweep that settled the adopted ones */
 };
 
 struct CheckReport {
@@ -111,11 +120,21 @@ struct UploadSource {
 
 class Domain {
 public:
-    /* Makes an empty directory (or one left by an interrupted format) a domain. */
+    /* Makes an empty directory (or one left by an interrupted format) a domain. Two hosts
+     * formatting one directory at once: one formats, the other gets kAlreadyExists. */
     static Result<DomainInfo> Format(const std::string &path, const FormatParams &params);
-    /* Opens a formatted domain; refuses a newer format version. */
+    /* Opens (attaches) a formatted domain; refuses a newer format version, and a format 1
+     * domain with an error that names the upgrade. */
     static Result<std::unique_ptr<Domain>> Open(const std::string &path,
                                                 const DomainOptions &options = {});
+    /* Reads a domain's metadata without attaching it. */
+    static Result<DomainInfo> Inspect(const std::string &path);
+    /* Upgrades a format 1 domain to the current format in place (docs/on-storage-format.md,
+     * "Upgrade"): under the domain lease, exclusive, so no host may have it attached.
+     * Crash-safe and idempotent: run it again after any interruption; on a current domain
+     * it only finishes what an interrupted upgrade left. */
+    static Result<UpgradeReport> Upgrade(const std::string &path,
+                                         const DomainOptions &options = {});
 
     virtual ~Domain() = default;
 
@@ -168,9 +187,10 @@ public:
     virtual Result<VolumeInfo> WipeVolume(const std::string &name,
                                           OpObserver *observer = nullptr) = 0;
 
-    /* Removes an empty domain from storage (no image, index entry or transaction left):
-     * the removal of domain.meta is the commit, the rest of the skeleton goes after it.
-     * The object must not be used afterwards. */
+    /* Removes an empty domain from storage (no image, name claim or transaction left):
+     * takes the domain lease exclusively (kBusy while another process has the domain
+     * attached); the removal of domain.meta is the commit; the leases are released before
+     * the rest of the skeleton goes. The object must not be used afterwards. */
     virtual Status Remove() = 0;
 };
 

@@ -55,8 +55,6 @@ using sdm::testing::TempDir;
 
 constexpr uint64_t kCapacity = 1ull << 30;   /* as the engine bench's create */
 constexpr uint32_t kIoTimeout = 1;           /* seconds, as the integration suites */
-constexpr uint64_t kInitialSlots = 64;       /* as sdmd's FormatDomain */
-constexpr uint32_t kLingerMs = 200;          /* sdmd's default domain_lease_linger_ms */
 constexpr int kWindow = 4;                   /* creates in flight per host (throughput) */
 constexpr int kWarmup = 3;
 constexpr double kCreateTarget = 1.5;        /* the issue's: daemon + IPC add < 50% */
@@ -82,31 +80,17 @@ sdm::SanlockGeometry GeometryOf(const sdm::DomainInfo &info)
     g.lockspace = info.lockspace;
     g.ids_path = info.path + "/" + sdm::layout::kIds;
     g.leases_path = info.path + "/" + sdm::layout::kLeases;
+    g.owners_path = info.path + "/" + sdm::layout::kOwners;
     g.alignment = info.alignment;
     g.sector_size = info.sector_size;
     g.io_timeout = info.io_timeout;
     return g;
 }
 
-/* Writes the lease batches of slots 1..`slots` of the sanlock domain at `root` ahead of
- * the creates. The engine takes a new volume's lease before it writes the slot's batch
- * (Reservation::TakeWithLease comes before the create.lease-area step), so in a domain
- * formatted with one batch the 65th create fails with "there is no lease there"; until
- * that is fixed the domains measured here have every batch they need on storage, and no
- * create pays for a batch write (~0.4 s each, once in 64 creates). */
-void WriteLeaseBatches(const std::string &root, uint64_t slots)
-{
-    auto probe = sdm::Domain::Open(root);
-    Check(probe.status(), "open " + root);
-    sdm::SanlockLeaseManager leases(GeometryOf((*probe)->info()), 1);
-    for (uint64_t first = 1; first <= slots; first += sdm::SanlockLeaseManager::kSlotBatch)
-        Check(leases.InitSlot(first), "write the lease batch of slot " + std::to_string(first));
-}
-
 /* A domain formatted and opened in this process, as host 1. */
 class InProcessDomain {
 public:
-    InProcessDomain(Backend backend, uint32_t linger_ms, uint64_t slots)
+    explicit InProcessDomain(Backend backend)
     {
         root_ = dir_.Sub("domain");
         if (mkdir(root_.c_str(), 0755) != 0)
@@ -116,11 +100,9 @@ public:
         auto info = sdm::Domain::Format(root_, params);
         Check(info.status(), "format " + root_);
         sdm::DomainOptions options;
-        options.domain_lease_linger = std::chrono::milliseconds(linger_ms);
         if (backend == Backend::kSanlock) {
             sdm::SanlockGeometry g = GeometryOf(*info);
-            Check(sdm::SanlockLeaseManager::FormatAreas(g, kInitialSlots), "sanlock areas");
-            WriteLeaseBatches(root_, slots);
+            Check(sdm::SanlockLeaseManager::FormatAreas(g), "sanlock areas");
             sanlock_ = std::make_shared<sdm::SanlockLeaseManager>(g, 1);
             Check(sanlock_->Join(), "join");
             Check(sanlock_->WaitJoined(60s), "join");
@@ -240,15 +222,14 @@ void KillLiveDaemons()
 /* One simulated host's sdmd (its sanlock daemon is given), in a scratch directory. */
 class Sdmd {
 public:
-    Sdmd(uint32_t host_id, Backend backend, uint32_t linger_ms, const SanlockDaemon &sanlock)
+    Sdmd(uint32_t host_id, Backend backend, const SanlockDaemon &sanlock)
     {
         /* The daemon's default log level: the harness's debug logging is not what a
          * production create pays. */
         auto started = daemon_.Start(std::string("log_level=info\nlease_backend=") +
                                      BackendName(backend) + "\nhost_id=" +
                                      std::to_string(host_id) + "\nsanlock_run_dir=" +
-                                     sanlock.run_dir() + "\ndomain_lease_linger_ms=" +
-                                     std::to_string(linger_ms) + "\n");
+                                     sanlock.run_dir() + "\n");
         if (!started)
             Die(std::string("sdmd: ") + started.message());
         LiveDaemons().push_back(&daemon_);
@@ -307,14 +288,14 @@ private:
 
 void BenchLease(int count)
 {
-    InProcessDomain local(Backend::kLocal, 0, 0);
-    sdm::LocalLeaseManager ofd(local.root() + "/" + sdm::layout::kLeases, 1 << 20);
-    InProcessDomain sanlock(Backend::kSanlock, 0, 0);
+    InProcessDomain local(Backend::kLocal);
+    sdm::LocalLeaseManager ofd(local.root(), 1 << 20);
+    InProcessDomain sanlock(Backend::kSanlock);
     std::vector<double> ours, baseline;
     auto cycle = [](sdm::LeaseManager &leases) {
         return Seconds([&] {
-            auto held = leases.Acquire(sdm::layout::kDomainLeaseSlot, sdm::LeaseMode::kExclusive,
-                                       0ms);
+            auto held = leases.Acquire(sdm::LeaseArea::kLeases, sdm::layout::kDomainLeaseSlot,
+                                       sdm::LeaseMode::kExclusive, 0ms);
             Check(held.status(), "acquire the domain lease");
         });
     };
@@ -330,18 +311,15 @@ void BenchLease(int count)
     }
 }
 
-void BenchCreate(int count, Backend backend, uint32_t linger_ms)
+void BenchCreate(int count, Backend backend)
 {
-    const uint64_t slots = kWarmup + count;
-    InProcessDomain engine(backend, linger_ms, slots);
-    Sdmd sdmd(1, backend, linger_ms, Host1Sanlock());
+    InProcessDomain engine(backend);
+    Sdmd sdmd(1, backend, Host1Sanlock());
     TempDir dir;
     std::string root = dir.Sub("domain");
     if (mkdir(root.c_str(), 0755) != 0)
         Die("mkdir " + root);
     std::string uuid = sdmd.Format(root);
-    if (backend == Backend::kSanlock)
-        WriteLeaseBatches(root, slots);
     sdmd.Attach(root, uuid);
 
     std::vector<double> ours, baseline;
@@ -366,8 +344,7 @@ void BenchCreate(int count, Backend backend, uint32_t linger_ms)
             baseline.push_back(Seconds([&] { engine.Create(name); }));
         }
     }
-    std::string what = std::string("create via D-Bus, ") + BackendName(backend) +
-                       " leases, linger " + std::to_string(linger_ms) + " ms";
+    std::string what = std::string("create via D-Bus, ") + BackendName(backend) + " leases";
     double ratio = Percentile(ours, 0.5) / Percentile(baseline, 0.5);
     AddRow({what + ", p50 (ms)", Fmt("%.2f", Percentile(ours, 0.5) * 1e3),
             Fmt("%.2f", Percentile(baseline, 0.5) * 1e3) + " in-process", Fmt("%.2fx", ratio),
@@ -435,7 +412,7 @@ double RunCreates(std::vector<std::unique_ptr<Sdmd>> &hosts, size_t active,
     return done / elapsed;
 }
 
-void BenchThroughput(std::chrono::milliseconds duration, uint32_t linger_ms, uint64_t slots)
+void BenchThroughput(std::chrono::milliseconds duration)
 {
     constexpr size_t kHosts = 3;
     std::vector<std::unique_ptr<SanlockDaemon>> others;
@@ -446,14 +423,13 @@ void BenchThroughput(std::chrono::milliseconds duration, uint32_t linger_ms, uin
             others.push_back(std::make_unique<SanlockDaemon>("bench-host-" + std::to_string(id)));
             sanlock = others.back().get();
         }
-        hosts.push_back(std::make_unique<Sdmd>(id, Backend::kSanlock, linger_ms, *sanlock));
+        hosts.push_back(std::make_unique<Sdmd>(id, Backend::kSanlock, *sanlock));
     }
     TempDir dir;
     std::string root = dir.Sub("domain");
     if (mkdir(root.c_str(), 0755) != 0)
         Die("mkdir " + root);
     std::string uuid = hosts[0]->Format(root);
-    WriteLeaseBatches(root, slots);
     for (auto &h : hosts)
         h->Attach(root, uuid);
 
@@ -470,8 +446,8 @@ void BenchThroughput(std::chrono::milliseconds duration, uint32_t linger_ms, uin
                         std::to_string(counts[h].done);
             busy += counts[h].busy;
         }
-        AddRow({"creates/s, " + std::to_string(active) + " host(s) at once, sanlock, linger " +
-                    std::to_string(linger_ms) + " ms (" + per_host + ")",
+        AddRow({"creates/s, " + std::to_string(active) + " host(s) at once, sanlock (" +
+                    per_host + ")",
                 Fmt("%.1f", rate), active == 1 ? "" : Fmt("%.1f", one_host) + " 1 host",
                 active == 1 ? "" : Fmt("%.2fx", rate / one_host),
                 "report (" + std::to_string(busy) + " busy)", true});
@@ -515,18 +491,13 @@ int main(int argc, char **argv)
     }
     if (create) {
         for (Backend backend : {Backend::kLocal, Backend::kSanlock}) {
-            for (uint32_t linger : {0u, kLingerMs}) {
-                Note(std::string("create via D-Bus, ") + BackendName(backend) +
-                     " leases, linger " + std::to_string(linger) + " ms...");
-                BenchCreate(quick ? 20 : 200, backend, linger);
-            }
+            Note(std::string("create via D-Bus, ") + BackendName(backend) + " leases...");
+            BenchCreate(quick ? 20 : 200, backend);
         }
     }
     if (throughput) {
-        for (uint32_t linger : {0u, kLingerMs}) {
-            Note("throughput with 1, 2, 3 hosts, linger " + std::to_string(linger) + " ms...");
-            BenchThroughput(quick ? 2s : 10s, linger, quick ? 512 : 2048);
-        }
+        Note("throughput with 1, 2, 3 hosts...");
+        BenchThroughput(quick ? 2s : 10s);
     }
     return sdm::bench::PrintTable();
 }

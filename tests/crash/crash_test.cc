@@ -3,7 +3,8 @@
  * collection sweep runs, and storage must show: no transaction left, a consistent domain,
  * every other volume intact (guest-visible checksums), and the interrupted operation
  * either complete or without a trace - never a half-made volume that looks valid. The
- * collector itself is also killed mid-sweep and must finish on the next one. */
+ * collector itself is also killed mid-sweep and must finish on the next one; a format
+ * and an upgrade killed at each of their steps are finished by running them again. */
 #include <sys/stat.h>
 
 #include "backend/engine/crashpoint.h"
@@ -26,6 +27,8 @@ const std::vector<Scenario> &Scenarios()
 {
     static const std::vector<Scenario> scenarios = {
         {"create_raw", "create", {"create", "new", "16M"}, "new"},
+        /* sdm-local is a new owner: its first create claims a chunk of lease slots. */
+        {"create_first_of_owner", "chunk", {"create", "new", "16M"}, "new"},
         {"create_raw_full", "create", {"create", "new", "8M", "--prealloc", "full"}, "new"},
         {"create_qcow2", "create", {"create", "new", "16M", "--format", "qcow2"}, "new"},
         {"create_layer", "create", {"create", "new", "0", "--format", "qcow2", "--backing", "top-q"},
@@ -125,7 +128,7 @@ protected:
     void ExpectOutcome(const Scenario &s)
     {
         auto now = domain_->LookupVolume(s.target);
-        if (s.op == "create" || s.op == "clone") {
+        if (s.op == "create" || s.op == "clone" || s.op == "chunk") {
             if (!now.ok()) {
                 EXPECT_EQ(now.status().code(), ErrorCode::kNotFound) << now.status().ToString();
                 return;
@@ -181,9 +184,9 @@ class GcCrashTest : public CrashTest {};
 
 TEST_F(GcCrashTest, CollectorKilledMidSweepFinishesNextTime)
 {
-    for (const char *step : {"gc.collect", "gc.remove-marker"}) {
+    for (const char *step : {"gc.claim", "gc.collect", "gc.remove-marker"}) {
         CommandResult r = RunTool({"clone", "base-raw", std::string("half-") + step}, "clone.copied");
-        ASSERT_EQ(r.signal, SIGKILL) << r.out;
+        ASSERT_EQ(r.signal, SIGKILL) << "exit " << r.exit_code << ": " << r.out;
         r = RunTool({"gc"}, step);
         EXPECT_EQ(r.signal, SIGKILL) << "the collector reached " << step << ": " << r.out;
     }
@@ -199,8 +202,10 @@ TEST_F(GcCrashTest, EveryStepIsCovered)
     std::set<std::string> covered;
     for (const auto &c : AllCases())
         covered.insert(c.step);
-    covered.insert("gc.collect");
-    covered.insert("gc.remove-marker");
+    for (const char *op : {"gc", "format", "upgrade"}) {
+        for (const auto &step : StepsOf(op))
+            covered.insert(step); /* the tests below */
+    }
     /* sdm-local has no upload or wipe: tests/libvirt/stack_crash_test.cc crashes the
      * upload's steps through virsh, tests/integration/daemon_test.cc the wipe's through
      * sdmd. */
@@ -211,6 +216,78 @@ TEST_F(GcCrashTest, EveryStepIsCovered)
     for (const auto &step : AllSteps())
         EXPECT_TRUE(covered.count(step)) << step << " has no crash test";
 }
+
+class FormatCrashTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FormatCrashTest, FormattingAgainFinishesTheDomain)
+{
+    TempDir tmp;
+    std::string root = tmp.Sub("domain");
+    ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
+    CommandResult r = sdm::testing::Run({SdmLocalPath(), "format", root}, {"SDM_CRASH_AT=" + GetParam()});
+    ASSERT_EQ(r.signal, SIGKILL) << r.out;
+    bool committed = Exists(root + "/domain.meta");
+    r = sdm::testing::Run({SdmLocalPath(), "format", root});
+    if (committed) {
+        EXPECT_EQ(r.exit_code, 1);
+        EXPECT_NE(r.out.find("already a storage domain"), std::string::npos) << r.out;
+    } else {
+        EXPECT_EQ(r.exit_code, 0) << r.out;
+    }
+    r = sdm::testing::Run({SdmLocalPath(), "gc", root});
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    r = sdm::testing::Run({SdmLocalPath(), "check", root});
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_FALSE(Exists(root + "/.format")) << "the claim goes with the first sweep";
+    r = sdm::testing::Run({SdmLocalPath(), "create", root, "works", "1M"});
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, FormatCrashTest, ::testing::ValuesIn(StepsOf("format")),
+                         [](const ::testing::TestParamInfo<std::string> &info) {
+                             std::string name = info.param;
+                             for (char &ch : name)
+                                 if (!isalnum(static_cast<unsigned char>(ch)))
+                                     ch = '_';
+                             return name;
+                         });
+
+class UpgradeCrashTest : public DomainTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(UpgradeCrashTest, UpgradingAgainFinishesTheUpgrade)
+{
+    MakeVolume("raw", 8 * kMiB, VolumeFormat::kRaw, kMiB, 5);
+    MakeVolume("late", kMiB);
+    auto volumes = domain_->ListVolumes();
+    ASSERT_TRUE(volumes.ok());
+    std::map<std::string, std::string> sums;
+    for (const auto &v : *volumes)
+        sums[v.name] = GuestSha256(v);
+    domain_.reset();
+    MakeFormat1(root_, "late", "never");
+    CommandResult r = sdm::testing::Run({SdmLocalPath(), "upgrade", root_}, {"SDM_CRASH_AT=" + GetParam()});
+    ASSERT_EQ(r.signal, SIGKILL) << r.out;
+    r = sdm::testing::Run({SdmLocalPath(), "upgrade", root_});
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    domain_ = OpenAgain();
+    ASSERT_TRUE(domain_);
+    ExpectClean();
+    for (const auto &[name, sum] : sums) {
+        auto v = domain_->LookupVolume(name);
+        ASSERT_TRUE(v.ok()) << name << ": " << v.status().ToString();
+        EXPECT_EQ(GuestSha256(*v), sum) << name;
+    }
+    EXPECT_EQ(domain_->LookupVolume("never").status().code(), ErrorCode::kNotFound);
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, UpgradeCrashTest, ::testing::ValuesIn(StepsOf("upgrade")),
+                         [](const ::testing::TestParamInfo<std::string> &info) {
+                             std::string name = info.param;
+                             for (char &ch : name)
+                                 if (!isalnum(static_cast<unsigned char>(ch)))
+                                     ch = '_';
+                             return name;
+                         });
 
 }  // namespace
 }  // namespace sdm::testing

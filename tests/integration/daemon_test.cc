@@ -689,7 +689,9 @@ TEST_F(DaemonTest, GcTimerSweepsAnAbandonedTransaction)
     WriteFile(staging + "/marker", meta::Encode(m));
     ASSERT_EQ(mkdir((staging + "/garbage").c_str(), 0755), 0);
     WriteFile(staging + "/garbage/data", std::string(4096, 'x'));
-    std::string planted = root_ + "/tx/" + layout::TxDirName(m.txid, m.slot);
+    /* Owner 9: no attachment of this test takes it, so it is a dead owner's. */
+    std::string planted = root_ + "/tx/" +
+                          layout::TxDirName({m.txid, m.slot, {9, layout::NewIncarnation()}});
     ASSERT_EQ(rename(staging.c_str(), planted.c_str()), 0);
 
     EXPECT_TRUE(SpinUntil([&] { return !Exists(planted); }, std::chrono::seconds(90)))

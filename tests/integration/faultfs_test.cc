@@ -287,13 +287,14 @@ TEST_F(FaultFsTest, SanlockWorksThroughIt)
     g.lockspace = "faultfs-test";
     g.ids_path = View("ids");
     g.leases_path = View("leases");
+    g.owners_path = View("owners");
     /* Not 1: the suite runs beside others, and an aio through the mount that outlasts
      * io_timeout fails the join. The join takes about 2 x io_timeout. */
     g.io_timeout = 3;
     WriteFile(g.ids_path, "");
     WriteFile(g.leases_path, "");
     ASSERT_EQ(fs_->Add("count-ids", "read", "/ids", "error=EIO", UINT32_MAX), "");
-    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(g, 1).ok());
+    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(g).ok());
 
     std::unique_ptr<SanlockDaemon> daemon;
     try {
@@ -307,7 +308,9 @@ TEST_F(FaultFsTest, SanlockWorksThroughIt)
         ASSERT_TRUE(leases.Join().ok());
         Status joined = leases.WaitJoined(std::chrono::seconds(60));
         ASSERT_TRUE(joined.ok()) << joined.ToString() << daemon->OutputTail();
-        auto lease = leases.Acquire(1, LeaseMode::kExclusive, std::chrono::seconds(10));
+        ASSERT_TRUE(leases.InitChunk(0).ok());
+        auto lease = leases.Acquire(LeaseArea::kLeases, 1, LeaseMode::kExclusive,
+                                    std::chrono::seconds(10));
         ASSERT_TRUE(lease.ok()) << lease.status().ToString() << daemon->OutputTail();
         lease->reset();
         EXPECT_TRUE(leases.Leave().ok());

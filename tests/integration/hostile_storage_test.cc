@@ -249,10 +249,14 @@ protected:
             << "check does not report " << needle << ":\n" << all;
     }
 
-    /* A new transaction directory (its name as the engine makes them). */
+    /* A new transaction directory (its name as the engine makes them) of a dead owner. */
+    static std::string TxName(uint64_t slot)
+    {
+        return layout::TxDirName({layout::NewUuid(), slot, {1999, layout::NewIncarnation()}});
+    }
     std::string TxDir(uint64_t slot)
     {
-        std::string name = layout::TxDirName(layout::NewUuid(), slot);
+        std::string name = TxName(slot);
         std::string path = root_ + "/tx/" + name;
         EXPECT_EQ(mkdir(path.c_str(), 0755), 0);
         return path;
@@ -491,7 +495,7 @@ TEST_F(HostileStorageTest, MarkersNamingFilesOutsideAndInAnotherDomain)
     ASSERT_EQ(mkdir(fake_tx.c_str(), 0755), 0);
     WriteFile(fake_tx + "/" + layout::kMarker, "SDM-MARKER 1\n");
     ASSERT_EQ(symlink(fake_tx.c_str(),
-                      (root_ + "/tx/" + layout::TxDirName(layout::NewUuid(), slot++)).c_str()),
+                      (root_ + "/tx/" + TxName(slot++)).c_str()),
               0);
     std::string tx = TxDir(slot++);
     ASSERT_EQ(symlink(canary_.c_str(), (tx + "/" + layout::kMarker).c_str()), 0);

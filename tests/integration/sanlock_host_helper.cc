@@ -2,12 +2,15 @@
  * daemon (SANLOCK_RUN_DIR), driven one command per line on stdin, one reply line on
  * stdout ("ok [detail]" or "error <code> <message>").
  *
- *     sanlock_host_helper <lockspace> <ids path> <leases path> <host id> <io_timeout>
+ *     sanlock_host_helper <lockspace> <ids> <leases> <owners> <host id> <io_timeout>
  *
  *     join <timeout ms>                    Join + WaitJoined; replies "ok <generation>"
- *     acquire <slot> ex|sh <timeout ms>    keeps the lease until released or killed
+ *     acquire <slot> ex|sh <timeout ms> [owners]
+ *                                          keeps the lease (of leases, or of owners) until
+ *                                          released or killed
  *     release <slot>                       drops one lease of that slot
- *     initslot <slot>
+ *     initchunk <chunk>
+ *     initowner <owner>
  *     hosts                                replies "ok <id>:<generation>:<state> ..."
  *     leave
  *
@@ -44,8 +47,9 @@ std::string Reply(const sdm::Status &status, const std::string &detail = "")
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        std::cerr << "usage: sanlock_host_helper LOCKSPACE IDS LEASES HOST_ID IO_TIMEOUT\n";
+    if (argc != 7) {
+        std::cerr << "usage: sanlock_host_helper LOCKSPACE IDS LEASES OWNERS HOST_ID "
+                     "IO_TIMEOUT\n";
         return 2;
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
@@ -53,8 +57,9 @@ int main(int argc, char **argv)
     g.lockspace = argv[1];
     g.ids_path = argv[2];
     g.leases_path = argv[3];
-    g.io_timeout = static_cast<uint32_t>(std::stoul(argv[5]));
-    sdm::SanlockLeaseManager leases(g, static_cast<uint32_t>(std::stoul(argv[4])));
+    g.owners_path = argv[4];
+    g.io_timeout = static_cast<uint32_t>(std::stoul(argv[6]));
+    sdm::SanlockLeaseManager leases(g, static_cast<uint32_t>(std::stoul(argv[5])));
     std::multimap<uint64_t, std::unique_ptr<sdm::LeaseHandle>> held;
 
     std::string line;
@@ -72,11 +77,12 @@ int main(int argc, char **argv)
             reply = Reply(s, std::to_string(leases.generation()));
         } else if (cmd == "acquire") {
             uint64_t slot = 0;
-            std::string mode;
+            std::string mode, area;
             long long ms = 0;
-            in >> slot >> mode >> ms;
+            in >> slot >> mode >> ms >> area;
             auto lease = leases.Acquire(
-                slot, mode == "sh" ? sdm::LeaseMode::kShared : sdm::LeaseMode::kExclusive,
+                area == "owners" ? sdm::LeaseArea::kOwners : sdm::LeaseArea::kLeases, slot,
+                mode == "sh" ? sdm::LeaseMode::kShared : sdm::LeaseMode::kExclusive,
                 std::chrono::milliseconds(ms));
             if (lease.ok())
                 held.emplace(slot, std::move(*lease));
@@ -91,10 +97,14 @@ int main(int argc, char **argv)
                 held.erase(it);
                 reply = "ok";
             }
-        } else if (cmd == "initslot") {
-            uint64_t slot = 0;
-            in >> slot;
-            reply = Reply(leases.InitSlot(slot));
+        } else if (cmd == "initchunk") {
+            uint64_t chunk = 0;
+            in >> chunk;
+            reply = Reply(leases.InitChunk(chunk));
+        } else if (cmd == "initowner") {
+            uint32_t owner = 0;
+            in >> owner;
+            reply = Reply(leases.InitOwner(owner));
         } else if (cmd == "hosts") {
             auto hosts = leases.Hosts();
             std::string detail;

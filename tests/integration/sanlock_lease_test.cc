@@ -2,8 +2,8 @@
  * lockspace (io_timeout 1), host 1 in this process, host 2 in a helper process
  * (sanlock_host_helper) bound to a second daemon. Exclusive and shared leases within a
  * host and across hosts, a holder's death, a host's death and the release of its host id,
- * slot batches that never overwrite a lease in use, the join, the libvirt lease XML, and
- * bad input. The hosts join once for the whole program (a join costs ~3 s). Tests in
+ * chunks of volume leases that never overwrite a lease in use, owner leases, two hosts
+ * racing for one shared lease, the join, the libvirt lease XML, and bad input. The hosts join once for the whole program (a join costs ~3 s). Tests in
  * SanlockSlow wait for a dead host's leases to expire (~70 s); meson registers them only
  * with -Dslow_tests=true. */
 #include <fcntl.h>
@@ -49,11 +49,13 @@ SanlockGeometry MakeDomain(const std::string &dir, uint32_t sector_size = 512,
     g.lockspace = layout::NewUuid();
     g.ids_path = dir + "/ids";
     g.leases_path = dir + "/leases";
+    g.owners_path = dir + "/owners";
     g.sector_size = sector_size;
     g.alignment = alignment;
     g.io_timeout = kIoTimeout;
     testing::WriteFile(g.ids_path, "");
     testing::WriteFile(g.leases_path, "");
+    testing::WriteFile(g.owners_path, "");
     return g;
 }
 
@@ -70,8 +72,8 @@ public:
     {
         const char *helper = std::getenv("SDM_SANLOCK_HOST_HELPER");
         std::vector<std::string> args = {helper ? helper : "sanlock_host_helper", g.lockspace,
-                                         g.ids_path, g.leases_path, std::to_string(host_id),
-                                         std::to_string(g.io_timeout)};
+                                         g.ids_path, g.leases_path, g.owners_path,
+                                         std::to_string(host_id), std::to_string(g.io_timeout)};
         std::string env = daemon.env();
         std::vector<char *> argv;
         for (auto &a : args)
@@ -203,7 +205,7 @@ public:
         }
         world->a->UseInThisProcess();
         world->g = MakeDomain(world->dir.path());
-        Status s = SanlockLeaseManager::FormatAreas(world->g, 0);
+        Status s = SanlockLeaseManager::FormatAreas(world->g);
         if (!s.ok()) {
             world->error = "FormatAreas: " + s.ToString();
             return;
@@ -245,18 +247,23 @@ protected:
     const SanlockGeometry &g() { return world->g; }
 
     std::unique_ptr<LeaseHandle> MustAcquire(uint64_t slot, LeaseMode mode,
-                                             std::chrono::milliseconds timeout = 0ms)
+                                             std::chrono::milliseconds timeout = 0ms,
+                                             LeaseArea area = LeaseArea::kLeases)
     {
-        auto lease = leases().Acquire(slot, mode, timeout);
+        auto lease = leases().Acquire(area, slot, mode, timeout);
         EXPECT_TRUE(lease.ok()) << lease.status().ToString();
         return lease.ok() ? std::move(*lease) : nullptr;
     }
 
-    Status TryAcquire(uint64_t slot, LeaseMode mode, std::chrono::milliseconds timeout = 0ms)
+    Status TryAcquire(uint64_t slot, LeaseMode mode, std::chrono::milliseconds timeout = 0ms,
+                      LeaseArea area = LeaseArea::kLeases)
     {
-        auto lease = leases().Acquire(slot, mode, timeout);
+        auto lease = leases().Acquire(area, slot, mode, timeout);
         return lease.ok() ? Status::Ok() : lease.status();
     }
+
+    /* The volume leases of the chunk holding `slot`. */
+    Status InitSlot(uint64_t slot) { return leases().InitChunk(layout::ChunkOf(slot)); }
 };
 
 TEST_F(SanlockLeaseTest, JoinedWithAGenerationThatHostsReports)
@@ -276,7 +283,7 @@ TEST_F(SanlockLeaseTest, JoinedWithAGenerationThatHostsReports)
 
 TEST_F(SanlockLeaseTest, ExclusiveLeaseIsExclusiveWithinTheProcess)
 {
-    ASSERT_TRUE(leases().InitSlot(1).ok());
+    ASSERT_TRUE(InitSlot(1).ok());
     auto lease = MustAcquire(1, LeaseMode::kExclusive);
     Status again = TryAcquire(1, LeaseMode::kExclusive);
     EXPECT_EQ(again.code(), ErrorCode::kBusy) << again.ToString();
@@ -288,7 +295,7 @@ TEST_F(SanlockLeaseTest, ExclusiveLeaseIsExclusiveWithinTheProcess)
 
 TEST_F(SanlockLeaseTest, SharedLeasesShareAcrossProcessesAndHosts)
 {
-    ASSERT_TRUE(leases().InitSlot(2).ok());
+    ASSERT_TRUE(InitSlot(2).ok());
     auto first = MustAcquire(2, LeaseMode::kShared);
     auto second = MustAcquire(2, LeaseMode::kShared);
     ASSERT_EQ(host2().Call("acquire 2 sh 5000"), "ok");
@@ -306,7 +313,7 @@ TEST_F(SanlockLeaseTest, SharedLeasesShareAcrossProcessesAndHosts)
 
 TEST_F(SanlockLeaseTest, ExclusiveConflictBetweenHostsNamesTheHolder)
 {
-    ASSERT_TRUE(leases().InitSlot(3).ok());
+    ASSERT_TRUE(InitSlot(3).ok());
     ASSERT_EQ(host2().Call("acquire 3 ex 5000"), "ok");
     Status busy = TryAcquire(3, LeaseMode::kExclusive);
     EXPECT_EQ(busy.code(), ErrorCode::kBusy) << busy.ToString();
@@ -322,7 +329,7 @@ TEST_F(SanlockLeaseTest, ExclusiveConflictBetweenHostsNamesTheHolder)
 
 TEST_F(SanlockLeaseTest, TimeoutIsHonouredAndAWaiterGetsTheLeaseWhenReleased)
 {
-    ASSERT_TRUE(leases().InitSlot(8).ok());
+    ASSERT_TRUE(InitSlot(8).ok());
     ASSERT_EQ(host2().Call("acquire 8 ex 5000"), "ok");
     auto start = std::chrono::steady_clock::now();
     Status busy = TryAcquire(8, LeaseMode::kExclusive, 300ms);
@@ -332,7 +339,7 @@ TEST_F(SanlockLeaseTest, TimeoutIsHonouredAndAWaiterGetsTheLeaseWhenReleased)
 
     auto waiter = std::async(std::launch::async, [this] {
         auto t0 = std::chrono::steady_clock::now();
-        auto lease = leases().Acquire(8, LeaseMode::kExclusive, 30s);
+        auto lease = leases().Acquire(LeaseArea::kLeases, 8, LeaseMode::kExclusive, 30s);
         std::cout << "waiter got the lease after "
                   << std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::steady_clock::now() - t0).count()
@@ -347,7 +354,7 @@ TEST_F(SanlockLeaseTest, TimeoutIsHonouredAndAWaiterGetsTheLeaseWhenReleased)
 
 TEST_F(SanlockLeaseTest, KilledHolderOnALiveHostIsReleasedByItsDaemon)
 {
-    ASSERT_TRUE(leases().InitSlot(9).ok());
+    ASSERT_TRUE(InitSlot(9).ok());
     {
         HostProcess holder(*world->b, g(), 2);
         ASSERT_EQ(holder.Call("acquire 9 ex 5000"), "ok");
@@ -360,7 +367,7 @@ TEST_F(SanlockLeaseTest, KilledHolderOnALiveHostIsReleasedByItsDaemon)
 
 TEST_F(SanlockLeaseTest, DeadHostKeepsItsLeaseUntilItsHostIdIsReleased)
 {
-    ASSERT_TRUE(leases().InitSlot(10).ok());
+    ASSERT_TRUE(InitSlot(10).ok());
     {
         HostProcess holder(*world->b, g(), 2);
         ASSERT_EQ(holder.Call("acquire 10 ex 5000"), "ok");
@@ -391,55 +398,98 @@ TEST_F(SanlockLeaseTest, DeadHostKeepsItsLeaseUntilItsHostIdIsReleased)
     ASSERT_EQ(restored, "");
 }
 
-TEST_F(SanlockLeaseTest, InitSlotWritesWholeBatchesAndNeverALeaseInUse)
+TEST_F(SanlockLeaseTest, InitChunkWritesWholeChunksAndNeverALeaseInUse)
 {
-    EXPECT_TRUE(leases().InitSlot(layout::kDomainLeaseSlot).ok()); /* written by FormatAreas */
-    ASSERT_TRUE(leases().InitSlot(65).ok());
+    ASSERT_TRUE(leases().InitChunk(1).ok()); /* slots 65..128 */
     EXPECT_NE(MustAcquire(65, LeaseMode::kExclusive), nullptr);
-    EXPECT_NE(MustAcquire(128, LeaseMode::kExclusive), nullptr); /* same batch */
-    ASSERT_TRUE(leases().InitSlot(1000).ok());
+    EXPECT_NE(MustAcquire(128, LeaseMode::kExclusive), nullptr);
+    ASSERT_TRUE(InitSlot(1000).ok());
     EXPECT_NE(MustAcquire(1000, LeaseMode::kExclusive), nullptr);
-    /* A batch nobody asked for stays unwritten. */
+    /* A chunk nobody initialised stays unwritten. */
     Status absent = TryAcquire(500, LeaseMode::kExclusive);
     EXPECT_EQ(absent.code(), ErrorCode::kNotFound) << absent.ToString();
 
-    /* Host 2 has cached nothing: it must find these batches on storage, not rewrite them. */
-    ASSERT_TRUE(leases().InitSlot(5).ok());
+    /* Host 2 has cached nothing: it must find these chunks on storage, not rewrite them
+     * (format 1 chunks, or an earlier incarnation's). */
+    ASSERT_TRUE(InitSlot(5).ok());
     auto five = MustAcquire(5, LeaseMode::kExclusive);
     auto seventy = MustAcquire(70, LeaseMode::kExclusive);
-    ASSERT_EQ(host2().Call("initslot 200"), "ok");
-    ASSERT_EQ(host2().Call("initslot 5"), "ok");
-    ASSERT_EQ(host2().Call("initslot 70"), "ok");
+    ASSERT_EQ(host2().Call("initchunk 3"), "ok");
+    ASSERT_EQ(host2().Call("initchunk 0"), "ok");
+    ASSERT_EQ(host2().Call("initchunk 1"), "ok");
     EXPECT_THAT(host2().Call("acquire 5 ex 0"), HasSubstr("host 1"));
     EXPECT_THAT(host2().Call("acquire 70 ex 0"), HasSubstr("host 1"));
     EXPECT_EQ(TryAcquire(5, LeaseMode::kExclusive).code(), ErrorCode::kBusy); /* still mine */
-    EXPECT_NE(MustAcquire(200, LeaseMode::kExclusive), nullptr); /* host 2's batch */
+    EXPECT_NE(MustAcquire(200, LeaseMode::kExclusive), nullptr); /* host 2's chunk */
+    EXPECT_EQ(leases().InitChunk(layout::kMaxChunk + 1).code(), ErrorCode::kInvalidArgument);
 
     auto start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(leases().InitSlot(129).ok());
-    auto batch = std::chrono::steady_clock::now() - start;
-    std::cout << "InitSlot of a new batch of " << SanlockLeaseManager::kSlotBatch
-              << " slots: " << std::chrono::duration_cast<std::chrono::milliseconds>(batch).count()
-              << " ms\n";
-    start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(leases().InitSlot(130).ok());
-    std::cout << "InitSlot of a slot in a known batch: "
-              << std::chrono::duration_cast<std::chrono::microseconds>(
+    ASSERT_TRUE(leases().InitChunk(2).ok());
+    std::cout << "InitChunk of a new chunk of " << layout::kChunkSlots << " slots: "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::steady_clock::now() - start).count()
-              << " us\n";
+              << " ms\n";
+}
+
+TEST_F(SanlockLeaseTest, OwnerLeasesAreAnAreaOfTheirOwn)
+{
+    EXPECT_EQ(leases().FirstOwner(), 1u);
+    EXPECT_EQ(leases().LastOwner(), 1u) << "with sanlock, a host is exactly one owner";
+    Status never = TryAcquire(1, LeaseMode::kExclusive, 0ms, LeaseArea::kOwners);
+    EXPECT_EQ(never.code(), ErrorCode::kNotFound) << "an owner lease nobody wrote";
+    ASSERT_TRUE(leases().InitOwner(1).ok());
+    ASSERT_TRUE(leases().InitOwner(1).ok()) << "written once, found after";
+    auto mine = MustAcquire(1, LeaseMode::kExclusive, 0ms, LeaseArea::kOwners);
+    ASSERT_EQ(host2().Call("initowner 2"), "ok");
+    ASSERT_EQ(host2().Call("acquire 2 ex 0 owners"), "ok");
+    /* A collector's probe: host 2's owner lease is held, host 1's is not host 2's to take. */
+    Status live = TryAcquire(2, LeaseMode::kExclusive, 0ms, LeaseArea::kOwners);
+    EXPECT_EQ(live.code(), ErrorCode::kBusy) << live.ToString();
+    EXPECT_THAT(live.message(), HasSubstr("lease o2 of lockspace"));
+    EXPECT_THAT(host2().Call("acquire 1 ex 0 owners"), HasSubstr("host 1"));
+    EXPECT_NE(MustAcquire(1, LeaseMode::kExclusive, 0ms), nullptr)
+        << "volume slot 1 is another lease";
+    ASSERT_EQ(host2().Call("release 2"), "ok");
+    EXPECT_NE(MustAcquire(2, LeaseMode::kExclusive, 5s, LeaseArea::kOwners), nullptr)
+        << "a released owner lease is free: its owner's transactions may be collected";
+}
+
+TEST_F(SanlockLeaseTest, TwoHostsTakingOneLeaseSharedNeverRefuseEachOther)
+{
+    /* Two hosts cloning one source at once: each takes the source's lease shared. */
+    ASSERT_TRUE(InitSlot(40).ok());
+    int refused = 0;
+    for (int i = 0; i < 30; i++) {
+        auto theirs = std::async(std::launch::async,
+                                 [this] { return host2().Call("acquire 40 sh 0"); });
+        Status ours = TryAcquire(40, LeaseMode::kShared);
+        std::string reply = theirs.get();
+        if (!ours.ok()) {
+            refused++;
+            ADD_FAILURE() << "host 1 refused: " << ours.ToString();
+        }
+        if (reply != "ok") {
+            refused++;
+            ADD_FAILURE() << "host 2 refused: " << reply;
+        } else {
+            ASSERT_EQ(host2().Call("release 40"), "ok");
+        }
+    }
+    EXPECT_EQ(refused, 0);
 }
 
 TEST_F(SanlockLeaseTest, ThreadsAcquireInParallel)
 {
-    ASSERT_TRUE(leases().InitSlot(20).ok());
+    ASSERT_TRUE(InitSlot(20).ok());
     std::atomic<int> failures{0};
     std::vector<std::thread> threads;
     for (uint64_t t = 0; t < 4; t++) {
         threads.emplace_back([this, t, &failures] {
             for (int i = 0; i < 10; i++) {
                 /* Own slot, then the shared hot slot 20, where they queue. */
-                auto own = leases().Acquire(21 + t, LeaseMode::kExclusive, 0ms);
-                auto hot = leases().Acquire(20, LeaseMode::kExclusive, 30s);
+                auto own = leases().Acquire(LeaseArea::kLeases, 21 + t, LeaseMode::kExclusive,
+                                            0ms);
+                auto hot = leases().Acquire(LeaseArea::kLeases, 20, LeaseMode::kExclusive, 30s);
                 if (!own.ok() || !hot.ok())
                     failures++;
             }
@@ -452,11 +502,11 @@ TEST_F(SanlockLeaseTest, ThreadsAcquireInParallel)
 
 TEST_F(SanlockLeaseTest, AcquireReleaseLatency)
 {
-    ASSERT_TRUE(leases().InitSlot(30).ok());
+    ASSERT_TRUE(InitSlot(30).ok());
     std::vector<double> ms;
     for (int i = 0; i < 100; i++) {
         auto start = std::chrono::steady_clock::now();
-        auto lease = leases().Acquire(30, LeaseMode::kExclusive, 0ms);
+        auto lease = leases().Acquire(LeaseArea::kLeases, 30, LeaseMode::kExclusive, 0ms);
         ASSERT_TRUE(lease.ok()) << lease.status().ToString();
         lease->reset();
         ms.push_back(std::chrono::duration<double, std::milli>(
@@ -486,7 +536,9 @@ TEST_F(SanlockLeaseTest, LeaseXmlNamesLockspaceKeyAndTarget)
     SanlockLeaseManager other(odd, 1);
     EXPECT_THAT(other.LeaseXml(layout::kMaxSlot),
                 HasSubstr("<target path='/srv/a&amp;b&apos;c/leases' offset='1099511627776'/>"));
-    EXPECT_EQ(SanlockLeaseManager::ResourceName(layout::kMaxSlot), "v1048576");
+    EXPECT_EQ(SanlockLeaseManager::ResourceName(LeaseArea::kLeases, layout::kMaxSlot),
+              "v1048576");
+    EXPECT_EQ(SanlockLeaseManager::ResourceName(LeaseArea::kOwners, 7), "o7");
 }
 
 TEST_F(SanlockLeaseTest, BadInputIsRefusedWithAClearError)
@@ -494,34 +546,34 @@ TEST_F(SanlockLeaseTest, BadInputIsRefusedWithAClearError)
     Status s = TryAcquire(layout::kMaxSlot + 1, LeaseMode::kExclusive);
     EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
     EXPECT_THAT(s.message(), HasSubstr("out of range"));
-    EXPECT_EQ(leases().InitSlot(layout::kMaxSlot + 1).code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(InitSlot(layout::kMaxSlot + 1).code(), ErrorCode::kInvalidArgument);
 
     TempDir dir;
     SanlockGeometry bad = MakeDomain(dir.path());
     bad.lockspace = std::string(49, 'x');
-    EXPECT_EQ(SanlockLeaseManager::FormatAreas(bad, 0).code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(SanlockLeaseManager::FormatAreas(bad).code(), ErrorCode::kInvalidArgument);
     SanlockLeaseManager long_name(bad, 1);
     s = long_name.Join();
     EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
     EXPECT_THAT(s.message(), HasSubstr("1 to 48"));
-    EXPECT_EQ(long_name.InitSlot(1).code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(long_name.InitChunk(0).code(), ErrorCode::kInvalidArgument);
     bad.lockspace = std::string(48, 'x'); /* the longest sanlock takes */
-    EXPECT_TRUE(SanlockLeaseManager::FormatAreas(bad, 0).ok());
+    EXPECT_TRUE(SanlockLeaseManager::FormatAreas(bad).ok());
 
     SanlockGeometry geometry = MakeDomain(dir.path());
     geometry.alignment = 8 << 20; /* 512-byte sectors go with 1 MiB only */
-    EXPECT_EQ(SanlockLeaseManager::FormatAreas(geometry, 0).code(),
+    EXPECT_EQ(SanlockLeaseManager::FormatAreas(geometry).code(),
               ErrorCode::kInvalidArgument);
     geometry = MakeDomain(dir.path());
     geometry.leases_path = "leases";
-    EXPECT_EQ(SanlockLeaseManager::FormatAreas(geometry, 0).code(),
+    EXPECT_EQ(SanlockLeaseManager::FormatAreas(geometry).code(),
               ErrorCode::kInvalidArgument);
     EXPECT_EQ(SanlockLeaseManager(g(), 0).Join().code(), ErrorCode::kInvalidArgument);
     EXPECT_EQ(SanlockLeaseManager(g(), 2001).Join().code(), ErrorCode::kInvalidArgument);
 
     SanlockGeometry missing = MakeDomain(dir.path());
     missing.ids_path = dir.Sub("no-such-ids");
-    s = SanlockLeaseManager::FormatAreas(missing, 0);
+    s = SanlockLeaseManager::FormatAreas(missing);
     EXPECT_EQ(s.code(), ErrorCode::kNotFound);
     EXPECT_THAT(s.message(), HasSubstr(missing.ids_path + " is missing"));
     s = SanlockLeaseManager(missing, 1).Join();
@@ -533,47 +585,37 @@ TEST_F(SanlockLeaseTest, LockspaceNotJoinedOrNotFormatted)
 {
     TempDir dir;
     SanlockGeometry other = MakeDomain(dir.path());
-    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(other, 0).ok());
+    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(other).ok());
     SanlockLeaseManager unjoined(other, 1);
     Status s = unjoined.WaitJoined(0ms);
     EXPECT_EQ(s.code(), ErrorCode::kIoError);
     EXPECT_THAT(s.message(), HasSubstr("is not joined on this host"));
     EXPECT_EQ(unjoined.generation(), 0u);
-    auto lease = unjoined.Acquire(0, LeaseMode::kExclusive, 0ms);
+    auto lease = unjoined.Acquire(LeaseArea::kLeases, 0, LeaseMode::kExclusive, 0ms);
     ASSERT_FALSE(lease.ok());
     EXPECT_THAT(lease.status().message(), HasSubstr("is not joined on this host"));
 
-    /* An area that holds no lease: nothing to acquire, and InitSlot(0) does not invent one. */
-    testing::WriteFile(other.leases_path, "");
-    s = unjoined.InitSlot(0);
-    EXPECT_EQ(s.code(), ErrorCode::kNotFound);
-    EXPECT_THAT(s.message(), HasSubstr("domain lease"));
+    /* An area that holds no lease: nothing to acquire. */
     s = TryAcquire(700, LeaseMode::kExclusive);
     EXPECT_EQ(s.code(), ErrorCode::kNotFound);
     EXPECT_THAT(s.message(), HasSubstr("no lease there"));
 }
 
-TEST_F(SanlockLeaseTest, FormatAreasRoundsSlotsUpToWholeBatches)
+TEST_F(SanlockLeaseTest, FormatAreasWritesTheLockspaceAndTheDomainLeaseOnly)
 {
     TempDir dir;
     SanlockGeometry fresh = MakeDomain(dir.path());
-    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(fresh, 0).ok());
+    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(fresh).ok());
     EXPECT_EQ(FileSize(fresh.leases_path), 1u << 20); /* the domain lease alone */
     EXPECT_EQ(FileSize(fresh.ids_path), 1u << 20);
-    auto start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(fresh, 1).ok());
-    std::cout << "FormatAreas with one batch (direct I/O): "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - start).count()
-              << " ms\n";
-    EXPECT_EQ(FileSize(fresh.leases_path), 65u << 20);
+    EXPECT_EQ(FileSize(fresh.owners_path), 0u) << "owner leases are their hosts' to write";
 }
 
 TEST_F(SanlockLeaseTest, FourKiBSectorsWithTwoMiBAlignment)
 {
     TempDir dir;
     SanlockGeometry g4k = MakeDomain(dir.path(), 4096, 2 << 20);
-    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(g4k, 0).ok());
+    ASSERT_TRUE(SanlockLeaseManager::FormatAreas(g4k).ok());
     EXPECT_EQ(FileSize(g4k.leases_path), 2u << 20);
     SanlockLeaseManager leases4k(g4k, 1);
     ASSERT_TRUE(leases4k.Join().ok());
@@ -582,7 +624,7 @@ TEST_F(SanlockLeaseTest, FourKiBSectorsWithTwoMiBAlignment)
     EXPECT_GT(leases4k.generation(), 0u);
     EXPECT_THAT(leases4k.LeaseXml(3), HasSubstr("offset='6291456'"));
 
-    auto lease = leases4k.Acquire(0, LeaseMode::kExclusive, 0ms);
+    auto lease = leases4k.Acquire(LeaseArea::kLeases, 0, LeaseMode::kExclusive, 0ms);
     ASSERT_TRUE(lease.ok()) << lease.status().ToString();
     Status busy = leases4k.Leave();
     EXPECT_EQ(busy.code(), ErrorCode::kBusy) << busy.ToString();
@@ -600,7 +642,7 @@ TEST(SanlockSlow, DeadHostLeaseExpiresByItself)
         GTEST_SKIP() << world->skip;
     ASSERT_EQ(world->error, "");
     SanlockLeaseManager &leases = *world->leases;
-    ASSERT_TRUE(leases.InitSlot(11).ok());
+    ASSERT_TRUE(leases.InitChunk(0).ok());
     {
         HostProcess holder(*world->b, world->g, 2);
         ASSERT_EQ(holder.Call("acquire 11 ex 5000"), "ok");
@@ -609,7 +651,7 @@ TEST(SanlockSlow, DeadHostLeaseExpiresByItself)
         world->agent->Kill();
     }
     auto start = std::chrono::steady_clock::now();
-    auto lease = leases.Acquire(11, LeaseMode::kExclusive, 300s);
+    auto lease = leases.Acquire(LeaseArea::kLeases, 11, LeaseMode::kExclusive, 300s);
     EXPECT_TRUE(lease.ok()) << lease.status().ToString();
     std::cout << "a dead host's lease expired after "
               << std::chrono::duration_cast<std::chrono::seconds>(

@@ -2,8 +2,13 @@
 #include "tests/support/domain_fixture.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+
+#include "backend/engine/layout.h"
+#include "backend/engine/metadata.h"
 
 namespace sdm::testing {
 
@@ -56,16 +61,7 @@ VolumeInfo DomainTest::MakeVolume(const std::string &name, uint64_t capacity,
 
 std::vector<std::string> DomainTest::Entries(const std::string &rel) const
 {
-    std::vector<std::string> names;
-    DIR *dir = opendir((root_ + "/" + rel).c_str());
-    if (!dir)
-        return names;
-    while (struct dirent *e = readdir(dir))
-        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
-            names.push_back(e->d_name);
-    closedir(dir);
-    std::sort(names.begin(), names.end());
-    return names;
+    return ListNames(root_ + "/" + rel);
 }
 
 void DomainTest::ExpectClean()
@@ -88,6 +84,57 @@ std::string GuestSha256(const VolumeInfo &volume)
     if (r.exit_code != 0)
         return "qemu-img failed: " + r.out;
     return FileSha256(raw);
+}
+
+}  // namespace sdm::testing
+
+namespace sdm::testing {
+
+void MakeFormat1(const std::string &root, const std::string &committed,
+                 const std::string &uncommitted)
+{
+    auto meta = meta::DecodeDomain(ReadFile(root + "/domain.meta"), "domain.meta");
+    ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+    meta->version = 1;
+    WriteFile(root + "/domain.meta", meta::Encode(*meta));
+    for (const std::string &entry : ListNames(root + "/chunks"))
+        ASSERT_EQ(unlink((root + "/chunks/" + entry).c_str()), 0);
+    ASSERT_EQ(rmdir((root + "/chunks").c_str()), 0);
+    ASSERT_EQ(unlink((root + "/owners").c_str()), 0);
+    for (const std::string &image : ListNames(root + "/images")) {
+        if (!layout::IsUuid(image))
+            continue;
+        for (const std::string &file : ListNames(root + "/images/" + image)) {
+            if (file.size() < 5 || file.compare(file.size() - 5, 5, ".meta") != 0)
+                continue;
+            auto v = meta::DecodeVolume(ReadFile(root + "/images/" + image + "/" + file), file);
+            ASSERT_TRUE(v.ok()) << v.status().ToString();
+            std::string target = layout::IndexTarget(v->image, v->uuid);
+            if (v->name == committed) {
+                /* Killed after its commit, before its index: the claim and slot entry go. */
+                ASSERT_EQ(unlink((root + "/images/" + layout::NameEntry(v->name)).c_str()), 0);
+                ASSERT_EQ(mkdir((root + "/tx/" + v->image + "-" + std::to_string(v->slot)).c_str(),
+                                0755), 0);
+                continue;
+            }
+            ASSERT_EQ(symlink(target.c_str(),
+                              (root + "/images/" + std::to_string(v->slot)).c_str()), 0);
+        }
+    }
+    meta::Marker clone;
+    clone.txid = layout::NewUuid();
+    clone.op = meta::TxOp::kClone;
+    clone.host_id = 2;
+    clone.slot = 900;
+    clone.image = clone.txid;
+    clone.volume = layout::NewUuid();
+    clone.name = uncommitted;
+    clone.new_image = true;
+    std::string dir = root + "/tx/" + clone.txid + "-900";
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    WriteFile(dir + "/marker", meta::Encode(clone));
+    ASSERT_EQ(mkdir((dir + "/" + clone.image).c_str(), 0755), 0);
+    WriteFile(dir + "/" + clone.image + "/" + clone.volume, std::string(4096, 'c'));
 }
 
 }  // namespace sdm::testing

@@ -37,4 +37,12 @@ protected:
 /* Content of a volume as a guest sees it (qcow2 chains read through qemu-img). */
 std::string GuestSha256(const VolumeInfo &volume);
 
+/* Turns the (closed) format 2 domain at `root` into what format 1 left: domain.meta says
+ * version 1, no chunks/ or owners, a slot index entry images/<slot> per volume, and two
+ * format 1 transactions a dead host left (tx/<txid>-<slot>): `committed` (a create of a
+ * new image committed but not indexed: its claim and slot entry missing) and an
+ * uncommitted clone named `uncommitted`. `committed` must name a volume of the domain. */
+void MakeFormat1(const std::string &root, const std::string &committed,
+                 const std::string &uncommitted);
+
 }  // namespace sdm::testing

@@ -1,6 +1,7 @@
 /* Implementation of the shared test helpers; see test_support.h. */
 #include "tests/support/test_support.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -8,6 +9,7 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -60,6 +62,20 @@ void WriteFile(const std::string &path, const std::string &content)
     out << content;
     if (!out)
         throw std::runtime_error("cannot write " + path);
+}
+
+std::vector<std::string> ListNames(const std::string &dir)
+{
+    std::vector<std::string> names;
+    DIR *d = opendir(dir.c_str());
+    if (!d)
+        return names;
+    while (struct dirent *e = readdir(d))
+        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
+            names.push_back(e->d_name);
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
 }
 
 std::string ReadFile(const std::string &path)

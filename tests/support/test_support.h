@@ -29,6 +29,8 @@ void WritePattern(const std::string &path, uint64_t offset, uint64_t length, uin
 /* Writes `content` to `path`, replacing it. */
 void WriteFile(const std::string &path, const std::string &content);
 std::string ReadFile(const std::string &path);
+/* Names in a directory, without "." and "..", sorted; empty if it cannot be read. */
+std::vector<std::string> ListNames(const std::string &dir);
 /* SHA-256 of a file's whole content, holes read as zeros. */
 std::string FileSha256(const std::string &path);
 /* Bytes the file occupies on disk (st_blocks * 512). */

@@ -101,8 +101,13 @@ TEST_F(CheckTest, UnexpectedRootEntryAndNonUuidImage)
     ExpectProblem("not-a-uuid");
     ASSERT_EQ(rmdir((root_ + "/images/not-a-uuid").c_str()), 0);
     VolumeInfo v = MakeVolume("a", kMiB);
-    ASSERT_EQ(unlink((root_ + "/images/" + std::to_string(v.slot)).c_str()), 0);
+    ASSERT_EQ(unlink((root_ + "/images/@a").c_str()), 0);
     ExpectProblem("is missing or wrong");
+    ASSERT_EQ(symlink(layout::IndexTarget(v.image, v.uuid).c_str(),
+                      (root_ + "/images/@a").c_str()), 0);
+    ASSERT_EQ(symlink(layout::IndexTarget(v.image, v.uuid).c_str(),
+                      (root_ + "/images/7").c_str()), 0);
+    ExpectProblem("format 1 slot index entry");
 }
 
 }  // namespace

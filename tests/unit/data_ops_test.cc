@@ -204,8 +204,9 @@ TEST_F(DataOpsTest, AHeldLeaseOrALayerRefusesTheWrite)
     VolumeInfo v = MakeVolume("v", 4 * kMiB, VolumeFormat::kRaw, kMiB, 4);
     std::string before = FileSha256(v.path);
     {
-        LocalLeaseManager other(root_ + "/leases", 1 << 20);
-        auto held = other.Acquire(v.slot, LeaseMode::kShared, std::chrono::milliseconds(0));
+        LocalLeaseManager other(root_, 1 << 20);
+        auto held = other.Acquire(LeaseArea::kLeases, v.slot, LeaseMode::kShared,
+                                  std::chrono::milliseconds(0));
         ASSERT_TRUE(held.ok()) << held.status().ToString();
         auto up = Upload("v", MakeFile(tmp_, "p", kMiB, {0}));
         ASSERT_FALSE(up.ok());

@@ -26,9 +26,9 @@ constexpr uint64_t kMiB = 1 << 20;
 class LeaseHolder {
 public:
     LeaseHolder(const std::string &root, uint64_t slot, LeaseMode mode)
-        : manager_(root + "/leases", kMiB)
+        : manager_(root, kMiB)
     {
-        auto handle = manager_.Acquire(slot, mode, std::chrono::milliseconds(0));
+        auto handle = manager_.Acquire(LeaseArea::kLeases, slot, mode, std::chrono::milliseconds(0));
         EXPECT_TRUE(handle.ok()) << handle.status().ToString();
         if (handle.ok())
             handle_ = std::move(*handle);
@@ -181,14 +181,14 @@ TEST_F(DomainTest, CreateRawSparse)
     EXPECT_EQ(st.st_mode & 0777, 0660u);
     EXPECT_EQ(v->path, root_ + "/images/" + v->image + "/" + v->uuid);
     EXPECT_TRUE(Exists(root_ + "/images/@disk one"));
-    EXPECT_TRUE(Exists(root_ + "/images/" + std::to_string(v->slot)));
+    EXPECT_FALSE(Exists(root_ + "/images/" + std::to_string(v->slot))) << "no slot index";
     char *resolved = realpath((root_ + "/images/@disk one").c_str(), nullptr);
     ASSERT_NE(resolved, nullptr);
     EXPECT_EQ(std::string(resolved), v->path)
         << "the index entry is a working relative link for administrators";
     free(resolved);
     std::vector<std::string> expected = {"create.begin", "create.marker", "create.image-dir",
-                                         "create.metadata", "create.lease-area", "create.data",
+                                         "create.metadata", "create.data", "create.claim",
                                          "create.durable", "create.commit", "create.index",
                                          "create.done"};
     EXPECT_EQ(rec.steps, expected);
@@ -629,31 +629,68 @@ TEST_F(DomainTest, TwoHandlesSeeEachOthersVolumes)
     EXPECT_EQ(other->LookupVolume("from-b").status().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(DomainTest, DomainLeaseLingersAfterABurstThenIsGivenBack)
+TEST_F(DomainTest, AttachmentsCreateAtOnceWithoutWaitingForEachOther)
 {
-    DomainOptions lingering;
-    lingering.domain_lease_linger = std::chrono::milliseconds(300);
-    auto a = OpenAgain(lingering);
+    /* No operation takes a domain-wide lease: a second attachment that may not wait at all
+     * still creates, clones and deletes while the first is in the middle of a burst. */
     DomainOptions impatient;
     impatient.lock_timeout = std::chrono::milliseconds(0);
     auto b = OpenAgain(impatient);
-    for (int i = 0; i < 3; i++)
-        ASSERT_TRUE(a->CreateVolume({"a" + std::to_string(i), kMiB, VolumeFormat::kRaw,
-                                     Preallocation::kSparse, ""}).ok());
-    auto refused = b->CreateVolume({"b", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
-    ASSERT_FALSE(refused.ok()) << "a still holds the domain lease right after its burst";
-    EXPECT_EQ(refused.status().code(), ErrorCode::kBusy);
-    EXPECT_NE(refused.status().message().find("domain lease"), std::string::npos);
-    /* Behavioural wait for the linger to run out, not a measurement. */
-    Status status;
-    for (int i = 0; i < 100; i++) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        status = b->CreateVolume({"b", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""})
-                     .status();
-        if (status.ok())
-            break;
+    MakeVolume("src", kMiB);
+    std::atomic<bool> stop{false};
+    std::thread burst([&] {
+        for (int i = 0; !stop; i++) {
+            std::string name = "a" + std::to_string(i);
+            ASSERT_TRUE(domain_->CreateVolume({name, kMiB, VolumeFormat::kRaw,
+                                               Preallocation::kSparse, ""}).ok());
+            ASSERT_TRUE(domain_->DeleteVolume(name).ok());
+        }
+    });
+    for (int i = 0; i < 10; i++) {
+        std::string name = "b" + std::to_string(i);
+        auto made = b->CreateVolume({name, kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
+        EXPECT_TRUE(made.ok()) << made.status().ToString();
+        auto cloned = b->CloneVolume({"src", name + "-copy"});
+        EXPECT_TRUE(cloned.ok()) << cloned.status().ToString();
     }
-    EXPECT_TRUE(status.ok()) << status.ToString();
+    stop = true;
+    burst.join();
+    ExpectClean();
+}
+
+TEST_F(DomainTest, EachAttachmentIsItsOwnOwnerAndChunk)
+{
+    auto b = OpenAgain();
+    auto va = MakeVolume("from-a", kMiB);
+    auto vb = b->CreateVolume({"from-b", kMiB, VolumeFormat::kRaw, Preallocation::kSparse, ""});
+    ASSERT_TRUE(vb.ok());
+    EXPECT_NE(layout::ChunkOf(va.slot), layout::ChunkOf(vb->slot))
+        << "two owners never hand out slots of one chunk";
+    std::set<std::string> owners;
+    for (const auto &entry : Entries("chunks")) {
+        char target[32];
+        ssize_t n = readlink((root_ + "/chunks/" + entry).c_str(), target, sizeof(target));
+        ASSERT_GT(n, 0);
+        owners.insert(std::string(target, n));
+    }
+    EXPECT_EQ(owners.size(), 2u) << "each attachment claimed chunks under its own owner";
+}
+
+TEST_F(DomainTest, RemoveIsRefusedWhileAnotherAttachmentHoldsTheDomain)
+{
+    auto other = OpenAgain();
+    Status refused = domain_->Remove();
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.code(), ErrorCode::kBusy);
+    EXPECT_NE(refused.message().find("attached by another"), std::string::npos)
+        << refused.ToString();
+    EXPECT_TRUE(Exists(root_ + "/domain.meta"));
+    MakeVolume("still-usable", kMiB); /* the attachment took its shared lease back */
+    ASSERT_TRUE(domain_->DeleteVolume("still-usable").ok());
+    other.reset();
+    EXPECT_TRUE(domain_->Remove().ok());
+    EXPECT_FALSE(Exists(root_ + "/domain.meta"));
+    EXPECT_FALSE(Exists(root_ + "/owners"));
 }
 
 TEST_F(DomainTest, PlantedSymlinksAreNeverFollowed)

@@ -70,15 +70,44 @@ TEST(LayoutTest, RefusedNamesAreEscapedInTheMessage)
 TEST(LayoutTest, TransactionDirectoryNamesRoundTrip)
 {
     std::string txid = NewUuid();
-    auto parsed = ParseTxDirName(TxDirName(txid, 17));
+    std::string incarnation = NewIncarnation();
+    EXPECT_TRUE(IsIncarnation(incarnation));
+    EXPECT_NE(incarnation, NewIncarnation());
+    auto parsed = ParseTxDirName(TxDirName({txid, 17, {42, incarnation}}));
     ASSERT_TRUE(parsed);
     EXPECT_EQ(parsed->txid, txid);
     EXPECT_EQ(parsed->slot, 17u);
+    EXPECT_EQ(parsed->owner.owner, 42u);
+    EXPECT_EQ(parsed->owner.incarnation, incarnation);
+    const std::string inc = "-" + incarnation;
     EXPECT_FALSE(ParseTxDirName(txid));
-    EXPECT_FALSE(ParseTxDirName(txid + "-"));
-    EXPECT_FALSE(ParseTxDirName(txid + "-01")) << "leading zeros are not canonical";
-    EXPECT_FALSE(ParseTxDirName(txid + "-99999999999999999999999"));
-    EXPECT_FALSE(ParseTxDirName("x" + txid.substr(1) + "-1"));
+    EXPECT_FALSE(ParseTxDirName(txid + "-17")) << "format 1's name";
+    EXPECT_FALSE(ParseTxDirName(txid + "-17-0" + inc)) << "owners start at 1";
+    EXPECT_FALSE(ParseTxDirName(txid + "-17-2001" + inc)) << "and end at 2000";
+    EXPECT_FALSE(ParseTxDirName(txid + "-01-1" + inc)) << "leading zeros are not canonical";
+    EXPECT_FALSE(ParseTxDirName(txid + "-17-01" + inc));
+    EXPECT_FALSE(ParseTxDirName(txid + "-99999999999999999999999-1" + inc));
+    EXPECT_FALSE(ParseTxDirName(txid + "-17-1-0123456789ABCDEF")) << "lower-case hex only";
+    EXPECT_FALSE(ParseTxDirName(txid + "-17-1-0123456789abcde"));
+    EXPECT_FALSE(ParseTxDirName("x" + txid.substr(1) + "-1-1" + inc));
+    auto legacy = ParseLegacyTxDirName(txid + "-17");
+    ASSERT_TRUE(legacy);
+    EXPECT_EQ(legacy->slot, 17u);
+}
+
+TEST(LayoutTest, ChunksHoldTheirSlotsAndNameTheirOwner)
+{
+    EXPECT_EQ(FirstSlotOf(0), 1u);
+    EXPECT_EQ(LastSlotOf(0), kChunkSlots);
+    EXPECT_EQ(ChunkOf(kChunkSlots), 0u);
+    EXPECT_EQ(ChunkOf(kChunkSlots + 1), 1u);
+    EXPECT_EQ(LastSlotOf(kMaxChunk), kMaxSlot) << "the last chunk ends at the last slot";
+    EXPECT_EQ(ParseChunkEntry(ChunkEntry(12)), 12u);
+    EXPECT_FALSE(ParseChunkEntry(std::to_string(kMaxChunk + 1)));
+    EXPECT_FALSE(ParseChunkEntry("012"));
+    EXPECT_EQ(ParseChunkTarget(ChunkTarget(2000)), 2000u);
+    EXPECT_FALSE(ParseChunkTarget("0"));
+    EXPECT_FALSE(ParseChunkTarget("../1"));
 }
 
 TEST(LayoutTest, IndexTargetsRoundTripAndRejectEscapes)
@@ -105,7 +134,7 @@ TEST(LayoutTest, IndexEntriesNeverCollideWithImagesOrEachOther)
     EXPECT_EQ(ClassifyImagesEntry(NameEntry("123")), EntryKind::kName);
     EXPECT_EQ(ClassifyImagesEntry(NameEntry(NewUuid())), EntryKind::kName);
     EXPECT_EQ(ClassifyImagesEntry(NameEntry(longest)), EntryKind::kName);
-    EXPECT_EQ(ClassifyImagesEntry(SlotEntry(42)), EntryKind::kSlot);
+    EXPECT_EQ(ClassifyImagesEntry("42"), EntryKind::kLegacySlot);
     EXPECT_EQ(ClassifyImagesEntry("stray.txt"), EntryKind::kOther);
 }
 

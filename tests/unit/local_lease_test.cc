@@ -1,6 +1,6 @@
 /* Tests of the OFD-lock leases: conflicts between handles of one process and between
  * processes, release by destroying the handle or by the holder's death, timeouts, the
- * slot layout, and a lease area that is missing or not a file. */
+ * slot layout, the two areas, and an area that is missing or not a file. */
 #include "backend/engine/local_lease.h"
 
 #include <fcntl.h>
@@ -28,24 +28,31 @@ constexpr uint64_t kAlignment = 1 << 20;
 
 class LocalLeaseTest : public ::testing::Test {
 protected:
-    void SetUp() override { testing::WriteFile(path_, ""); }
-
-    Status TryAcquire(uint64_t slot, LeaseMode mode, std::chrono::milliseconds timeout = 0ms)
+    void SetUp() override
     {
-        Result<std::unique_ptr<LeaseHandle>> lease = leases_.Acquire(slot, mode, timeout);
+        testing::WriteFile(path_, "");
+        testing::WriteFile(owners_, "");
+    }
+
+    Status TryAcquire(uint64_t slot, LeaseMode mode, std::chrono::milliseconds timeout = 0ms,
+                      LeaseArea area = LeaseArea::kLeases)
+    {
+        Result<std::unique_ptr<LeaseHandle>> lease = leases_.Acquire(area, slot, mode, timeout);
         return lease.ok() ? Status::Ok() : lease.status();
     }
 
-    std::unique_ptr<LeaseHandle> MustAcquire(uint64_t slot, LeaseMode mode)
+    std::unique_ptr<LeaseHandle> MustAcquire(uint64_t slot, LeaseMode mode,
+                                             LeaseArea area = LeaseArea::kLeases)
     {
-        Result<std::unique_ptr<LeaseHandle>> lease = leases_.Acquire(slot, mode, 0ms);
+        Result<std::unique_ptr<LeaseHandle>> lease = leases_.Acquire(area, slot, mode, 0ms);
         EXPECT_TRUE(lease.ok()) << lease.status().ToString();
         return lease.ok() ? std::move(*lease) : nullptr;
     }
 
     testing::TempDir dir_;
     std::string path_ = dir_.Sub("leases");
-    LocalLeaseManager leases_{path_, kAlignment};
+    std::string owners_ = dir_.Sub("owners");
+    LocalLeaseManager leases_{dir_.path(), kAlignment};
 };
 
 /* A child process that holds a lock on one byte of `path` until it is killed. */
@@ -102,8 +109,9 @@ TEST_F(LocalLeaseTest, ExclusiveConflictsWithinOneProcess)
     EXPECT_THAT(second.message(), HasSubstr("try again"));
 
     /* A second manager on the same file is no different. */
-    LocalLeaseManager other(path_, kAlignment);
-    Result<std::unique_ptr<LeaseHandle>> lease = other.Acquire(1, LeaseMode::kExclusive, 0ms);
+    LocalLeaseManager other(dir_.path(), kAlignment);
+    Result<std::unique_ptr<LeaseHandle>> lease =
+        other.Acquire(LeaseArea::kLeases, 1, LeaseMode::kExclusive, 0ms);
     EXPECT_EQ(lease.status().code(), ErrorCode::kBusy);
 }
 
@@ -169,8 +177,8 @@ TEST_F(LocalLeaseTest, DeadHolderLosesTheLease)
 {
     /* How the garbage collector tells an abandoned transaction from a running one. */
     Holder holder([this] {
-        LocalLeaseManager child(path_, kAlignment);
-        auto lease = child.Acquire(3, LeaseMode::kExclusive, 0ms);
+        LocalLeaseManager child(dir_.path(), kAlignment);
+        auto lease = child.Acquire(LeaseArea::kLeases, 3, LeaseMode::kExclusive, 0ms);
         bool ok = lease.ok();
         if (ok)
             (void)lease->release(); /* keep holding: the process dies with it */
@@ -208,7 +216,7 @@ TEST_F(LocalLeaseTest, SlotIsTheByteAtSlotTimesAlignmentAndAKnownHolderIsNamed)
 TEST_F(LocalLeaseTest, MissingLeaseAreaIsNotFoundAndNotCreated)
 {
     ASSERT_EQ(unlink(path_.c_str()), 0);
-    for (Status status : {TryAcquire(1, LeaseMode::kExclusive), leases_.InitSlot(1)}) {
+    for (Status status : {TryAcquire(1, LeaseMode::kExclusive), leases_.InitChunk(0)}) {
         EXPECT_EQ(status.code(), ErrorCode::kNotFound);
         EXPECT_THAT(status.message(), HasSubstr("lease area " + path_ + " is missing"));
         EXPECT_THAT(status.message(), HasSubstr("not formatted or is damaged"));
@@ -233,26 +241,38 @@ TEST_F(LocalLeaseTest, LeaseAreaThatIsNotAFileIsCorrupt)
     EXPECT_THAT(link.message(), HasSubstr("symlink"));
 }
 
-TEST_F(LocalLeaseTest, InitSlotChecksTheSlot)
+TEST_F(LocalLeaseTest, InitWritesNothingAndSlotsAreChecked)
 {
-    EXPECT_TRUE(leases_.InitSlot(layout::kDomainLeaseSlot).ok());
-    EXPECT_TRUE(leases_.InitSlot(layout::kMaxSlot).ok());
-    Status beyond = leases_.InitSlot(layout::kMaxSlot + 1);
-    EXPECT_EQ(beyond.code(), ErrorCode::kInvalidArgument);
-    EXPECT_THAT(beyond.message(), HasSubstr("out of range"));
+    EXPECT_TRUE(leases_.InitChunk(0).ok());
+    EXPECT_TRUE(leases_.InitChunk(layout::kMaxChunk).ok());
+    EXPECT_TRUE(leases_.InitOwner(layout::kMaxOwner).ok());
     EXPECT_EQ(TryAcquire(layout::kMaxSlot + 1, LeaseMode::kShared).code(),
               ErrorCode::kInvalidArgument);
     /* Nothing was written: local leases need no bytes on disk. */
     EXPECT_EQ(testing::ReadFile(path_), "");
+    EXPECT_EQ(testing::ReadFile(owners_), "");
+    ASSERT_EQ(unlink(owners_.c_str()), 0);
+    EXPECT_EQ(leases_.InitOwner(1).code(), ErrorCode::kNotFound);
+}
+
+TEST_F(LocalLeaseTest, TheTwoAreasAreIndependentAndEveryOwnerSlotIsOffered)
+{
+    auto owner = MustAcquire(1, LeaseMode::kExclusive, LeaseArea::kOwners);
+    EXPECT_TRUE(TryAcquire(1, LeaseMode::kExclusive).ok()) << "volume slot 1 is another lease";
+    EXPECT_EQ(TryAcquire(1, LeaseMode::kShared, 0ms, LeaseArea::kOwners).code(),
+              ErrorCode::kBusy);
+    EXPECT_EQ(leases_.FirstOwner(), layout::kFirstOwner);
+    EXPECT_EQ(leases_.LastOwner(), layout::kMaxOwner);
 }
 
 TEST_F(LocalLeaseTest, AlignmentThatCannotPlaceTheSlotIsRefused)
 {
-    LocalLeaseManager zero(path_, 0);
-    EXPECT_EQ(zero.InitSlot(1).code(), ErrorCode::kInvalidArgument);
-    LocalLeaseManager huge(path_, UINT64_MAX / 2);
-    EXPECT_EQ(huge.InitSlot(1).code(), ErrorCode::kInvalidArgument);
-    Result<std::unique_ptr<LeaseHandle>> lease = huge.Acquire(3, LeaseMode::kShared, 0ms);
+    LocalLeaseManager zero(dir_.path(), 0);
+    EXPECT_EQ(zero.Acquire(LeaseArea::kLeases, 1, LeaseMode::kShared, 0ms).status().code(),
+              ErrorCode::kInvalidArgument);
+    LocalLeaseManager huge(dir_.path(), UINT64_MAX / 2);
+    Result<std::unique_ptr<LeaseHandle>> lease =
+        huge.Acquire(LeaseArea::kLeases, 3, LeaseMode::kShared, 0ms);
     EXPECT_EQ(lease.status().code(), ErrorCode::kInvalidArgument);
     EXPECT_THAT(lease.status().message(), HasSubstr("alignment"));
 }

@@ -142,7 +142,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Violation{"ImageBeforeDomain", MakeKey(Level::kImage, Kind::kLock, Role::kNone, "i"),
                   MakeKey(Level::kDomain, Kind::kLock, Role::kNone, "dom"),
-                  "big containers before small: domain -> image -> volume"},
+                  "big containers before small: domain -> owner -> image -> volume"},
         Violation{"VolumeBeforeImage",
                   MakeKey(Level::kVolume, Kind::kLease, Role::kNone, "1"),
                   MakeKey(Level::kImage, Kind::kLock, Role::kNone, "i"),

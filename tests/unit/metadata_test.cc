@@ -38,7 +38,7 @@ DomainMeta SampleDomain()
 {
     DomainMeta m;
     m.uuid = kUuidA;
-    m.version = 1;
+    m.version = kDomainVersion;
     m.io_timeout = 10;
     m.sector_size = 4096;
     m.alignment = 8 << 20;
@@ -342,10 +342,12 @@ TEST(MetadataFormatTest, NewerDomainVersionFieldIsUnsupported)
 {
     std::string text = Encode(SampleDomain());
     std::string body = text.substr(0, text.rfind("checksum="));
-    body.replace(body.find("version=1"), 9, "version=2");
+    body.replace(body.find("version=2"), 9, "version=3");
     auto out = DecodeDomain(WithChecksum(body), kWhat);
     EXPECT_EQ(out.status().code(), ErrorCode::kUnsupported) << out.status().ToString();
-    body.replace(body.find("version=2"), 9, "version=0");
+    body.replace(body.find("version=3"), 9, "version=1");
+    EXPECT_TRUE(DecodeDomain(WithChecksum(body), kWhat).ok()) << "read, to be upgraded";
+    body.replace(body.find("version=1"), 9, "version=0");
     ExpectCorrupt(DecodeDomain(WithChecksum(body), kWhat).status(), "version");
 }
 
