@@ -612,16 +612,11 @@ std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::shared_ptr<Attached
         info.uuid.c_str(), info.path.c_str(), info.durability.c_str(),
         LeaseBackendName(config_.lease_backend));
     domains_[info.uuid] = entry;
-    if (entry->sanlock) {
-        /* Opens the engine's Domain as soon as the join ends, so that `joined` turns true
-         * without waiting for the first operation. */
-        OffMainLoop([entry] {
-                        auto ready = entry->Ready();
-                        if (!ready.ok())
-                            Log(LogLevel::kWarning, "%s", ready.status().ToString().c_str());
-                    },
-                    [] {});
-    }
+    /* A sweep as soon as the domain can be opened (for sanlock, once the join ends): it
+     * opens the engine's Domain, so that `joined` turns true and the attachment's leases
+     * are taken without waiting for the first operation, and it collects at once what an
+     * earlier sdmd of this host left (its owner lease is this one's now). */
+    SubmitSweep(entry, false, nullptr);
     return entry;
 }
 
@@ -1057,17 +1052,17 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
     auto detached = *entry;
     domains_.erase(uuid);
     Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
-    if (!detached->sanlock)
-        return sdm_manager_complete_detach_domain(skeleton_, invocation);
     auto left = std::make_shared<Status>();
     OffMainLoop(
         [detached, left] {
             {
-                /* The engine gives back its lingering domain lease when it closes. */
+                /* The attachment's domain and owner leases go with the engine's Domain;
+                 * job records that outlive the detach keep only the entry. */
                 std::lock_guard lock(detached->open_mu);
                 detached->domain.reset();
             }
-            *left = detached->sanlock->Leave();
+            if (detached->sanlock)
+                *left = detached->sanlock->Leave();
         },
         [this, left, uuid, invocation] {
             if (!left->ok())

@@ -56,6 +56,11 @@ Status SlotAllocator::LoadLocked(std::unique_lock<std::mutex> &lock)
             if (chunk && n > 0 && layout::ParseChunkTarget(std::string(target, n)) == owner)
                 mine.insert(*chunk);
         }
+        /* An earlier incarnation of this owner may have died between a chunk's claim and
+         * its leases: finish them before any slot of it is handed out (a chunk written
+         * completely costs one read). */
+        for (uint64_t chunk : mine)
+            SDM_RETURN_IF_ERROR(domain_.leases().InitChunk(chunk));
         auto pending = fileio::ListDirAt(domain_.tx_dir(), ".");
         if (!pending.ok())
             return pending.status();
@@ -92,9 +97,11 @@ Status SlotAllocator::ClaimChunk()
     std::lock_guard claim(claim_mutex_);
     uint64_t start;
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
+        if (!loaded_)
+            SDM_RETURN_IF_ERROR(LoadLocked(lock));
         if (free_.size() >= kLowWater)
-            return Status::Ok(); /* another claim just refilled */
+            return Status::Ok(); /* enough already, or another claim just refilled */
         start = chunk_hint_;
     }
     const std::string target = layout::ChunkTarget(domain_.owner().owner);
@@ -140,6 +147,17 @@ void SlotAllocator::RefillLoop()
         lock.lock();
         refill_wanted_ = false;
     }
+}
+
+void SlotAllocator::Prime()
+{
+    std::lock_guard lock(mutex_);
+    if (stopping_ || refill_wanted_)
+        return;
+    refill_wanted_ = true;
+    if (!refill_.joinable())
+        refill_ = std::thread([this] { RefillLoop(); });
+    wake_.notify_all();
 }
 
 Result<uint64_t> SlotAllocator::Take()

@@ -51,6 +51,10 @@ public:
     void Settle(uint64_t slot, bool in_use);
     /* A volume of this owner's chunks was deleted by this process: its slot is free. */
     void Free(uint64_t slot);
+    /* Learns this owner's chunks and claims one ahead if fewer than kLowWater slots are
+     * free, on the refill thread: the attachment's first create then takes a slot at
+     * once. */
+    void Prime();
     /* Ends the refill thread; no Take after it. */
     void Stop();
 

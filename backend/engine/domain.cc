@@ -77,7 +77,13 @@ Result<DomainInfo> Domain::Inspect(const std::string &path)
     auto root = fileio::OpenDirPath(path);
     if (!root.ok())
         return root.status();
-    return ReadDomainInfo(root->get(), path, nullptr);
+    auto info = ReadDomainInfo(root->get(), path, nullptr);
+    if (info.ok()) {
+        std::string why;
+        SyncPolicy policy = ResolveSyncPolicy(root->get(), Durability::kAuto, &why);
+        info->durability = std::string(SyncPolicyName(policy)) + " (" + why + ")";
+    }
+    return info;
 }
 
 Result<std::unique_ptr<Domain>> Domain::Open(const std::string &path, const DomainOptions &options)
@@ -155,6 +161,7 @@ Status FileDomain::Attach()
         if (lease.ok()) {
             owner_lease_ = std::move(*lease);
             owner_ = {owner, layout::NewIncarnation()};
+            allocator_.Prime();
             return Status::Ok();
         }
         last_error = lease.status();

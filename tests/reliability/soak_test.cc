@@ -12,7 +12,8 @@
  * - a volume made by an interrupted job is either absent or complete (a clone holds its
  *   source's content, a create zeros); nothing else is listed;
  * - the consistency check passes with nothing pending, and a second sweep finds nothing:
- *   the first one left no garbage once the owners were dead.
+ *   the first ones (the revived host's, which alone may collect its predecessor's
+ *   garbage, then a random host's) left no garbage once the owners were dead.
  *
  * A job that fails on a live host may fail only with busy or not-found (another host's
  * delete went first). Every broken invariant is a violation, printed with its round; the
@@ -149,7 +150,7 @@ public:
                 return revived;
         }
         Apply(finished);
-        SweepAndCheck(interrupted);
+        SweepAndCheck(interrupted, victim);
         WriteData();
         return ::testing::AssertionSuccess();
     }
@@ -354,14 +355,21 @@ private:
         }
     }
 
-    void SweepAndCheck(const std::vector<Planned> &interrupted)
+    /* `revived`, if not 0, is the host that came back this round: only it may collect
+     * what its previous sdmd left (the others see that owner alive again), and it does at
+     * once. Then a random host sweeps. */
+    void SweepAndCheck(const std::vector<Planned> &interrupted, uint32_t revived)
     {
         uint32_t sweeper = 1 + static_cast<uint32_t>(rng_() % kHosts);
-        SweepReport swept = cluster_.Sweep(cluster_.host(sweeper));
-        collected_ += swept.collected;
-        if (!swept.ok || swept.errors != 0)
-            Violation("the sweep on host " + std::to_string(sweeper) + " failed: " +
-                      swept.error + " (" + std::to_string(swept.errors) + " errors)");
+        for (uint32_t h : {revived, sweeper}) {
+            if (h == 0)
+                continue;
+            SweepReport swept = cluster_.Sweep(cluster_.host(h));
+            collected_ += swept.collected;
+            if (!swept.ok || swept.errors != 0)
+                Violation("the sweep on host " + std::to_string(h) + " failed: " +
+                          swept.error + " (" + std::to_string(swept.errors) + " errors)");
+        }
 
         std::map<std::string, ListedVolume> listed;
         std::string error;

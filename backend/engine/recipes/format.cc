@@ -95,7 +95,8 @@ std::vector<std::string> Words(const std::string &text)
     return words;
 }
 
-/* Field 22 of /proc/<pid>/stat: the process's start time, in clock ticks since boot. */
+/* Field 22 of /proc/<pid>/stat: the process's start time, in clock ticks since boot; ""
+ * if there is no such process or it is a zombie (dead, not yet reaped). */
 std::string StartTime(const std::string &pid)
 {
     std::string text = ReadText(("/proc/" + pid + "/stat").c_str());
@@ -103,7 +104,9 @@ std::string StartTime(const std::string &pid)
     if (at == std::string::npos)
         return "";
     std::vector<std::string> fields = Words(text.substr(at + 1));
-    return fields.size() > 19 ? fields[19] : ""; /* field 22 is the 20th after comm */
+    if (fields.size() <= 19 || fields[0] == "Z" || fields[0] == "X")
+        return "";
+    return fields[19]; /* field 22 is the 20th after comm; field 3, the state, the 1st */
 }
 
 /* "<boot id> <pid namespace> <pid> <start time>" of this process. */
