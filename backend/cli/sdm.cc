@@ -561,6 +561,21 @@ int RunCancel(Context &ctx, const Args &args)
     return 0;
 }
 
+int RunUpgrade(Context &ctx, const Args &args)
+{
+    std::string path = AbsolutePath(args.positional[0]);
+    if (!Reach(ctx))
+        return kExitUnreachable;
+    g_autoptr(GVariant) report = nullptr;
+    g_autoptr(GError) error = nullptr;
+    if (!sdm_manager_call_upgrade_domain_sync(ctx.client->proxy(), path.c_str(), &report,
+                                              nullptr, &error))
+        return Fail(ctx, Client::Failed(error));
+    UpgradeReport upgrade = dbus::UpgradeReportFromDict(report);
+    PrintUpgradeReport(path, upgrade);
+    return upgrade.gc.errors ? kExitFailed : 0;
+}
+
 int RunGc(Context &ctx, const Args &args)
 {
     std::string domain = DomainArg(args.positional[0]);
@@ -640,6 +655,9 @@ const std::vector<Command> &Commands()
          {"--io-timeout", "--sector-size", "--alignment"}, {}, RunFormat},
         {"attach", "PATH", N_("serve a formatted domain from this host"),
          N_("Attaching an attached domain is not an error.\n"), 1, {}, {}, RunAttach},
+        {"upgrade", "PATH", N_("upgrade a domain of an older format in place"),
+         N_("Detach the domain on every host first. Run it again after any interruption.\n"),
+         1, {}, {}, RunUpgrade},
         {"detach", "DOMAIN", N_("stop serving a domain (refused while it has jobs)"), "", 1, {},
          {}, RunDetach},
         {"domains", "", N_("the attached domains"), "", 0, {}, {}, RunDomains},

@@ -518,6 +518,31 @@ GVariant *GcReportToDict(const GcReport &report)
         .Finish();
 }
 
+GVariant *UpgradeReportToDict(const UpgradeReport &report)
+{
+    return DictBuilder()
+        .U32("from_version", report.from_version)
+        .U32("to_version", report.to_version)
+        .U32("adopted", report.adopted)
+        .U32("slot_links_removed", report.slot_links_removed)
+        .Dict("gc", GcReportToDict(report.gc))
+        .Finish();
+}
+
+UpgradeReport UpgradeReportFromDict(GVariant *dict)
+{
+    DictReader r(dict);
+    UpgradeReport report;
+    report.from_version = r.U32("from_version");
+    report.to_version = r.U32("to_version");
+    report.adopted = r.U32("adopted");
+    report.slot_links_removed = r.U32("slot_links_removed");
+    g_autoptr(GVariant) gc = g_variant_lookup_value(dict, "gc", G_VARIANT_TYPE_VARDICT);
+    if (gc)
+        report.gc = GcReportFromDict(gc);
+    return report;
+}
+
 GcReport GcReportFromDict(GVariant *dict)
 {
     DictReader r(dict);

@@ -119,6 +119,8 @@ GVariant *VolumeToRow(const VolumeInfo &volume);
 VolumeInfo VolumeFromDict(GVariant *dict);
 
 GVariant *GcReportToDict(const GcReport &report);
+GVariant *UpgradeReportToDict(const UpgradeReport &report);
+UpgradeReport UpgradeReportFromDict(GVariant *dict);
 GcReport GcReportFromDict(GVariant *dict);
 
 GVariant *CheckReportToDict(const CheckReport &report);

@@ -246,6 +246,7 @@ Service::Service(Config config)
     Connect<&Service::SubscribeJobs>("handle-subscribe-jobs");
     Connect<&Service::CancelJob>("handle-cancel-job");
     Connect<&Service::RemoveDomain>("handle-remove-domain");
+    Connect<&Service::UpgradeDomain>("handle-upgrade-domain");
     Connect<&Service::UploadVolume>("handle-upload-volume");
     Connect<&Service::DownloadVolume>("handle-download-volume");
     Connect<&Service::WipeVolume>("handle-wipe-volume");
@@ -567,6 +568,7 @@ Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::s
     auto info = Domain::Inspect(path);
     if (!info.ok())
         return info.status();
+    SDM_RETURN_IF_ERROR(Domain::Usable(*info));
     auto entry = std::make_shared<AttachedDomain>();
     entry->info = *info;
     entry->path = path;
@@ -1500,6 +1502,54 @@ void Service::RemoveDomain(GDBusMethodInvocation *invocation, const char *path)
                 return dbus::ReturnError(invocation, *removed);
             Log(LogLevel::kInfo, _("removed the domain at %s"), where.c_str());
             sdm_manager_complete_remove_domain(skeleton_, invocation);
+        });
+}
+
+void Service::UpgradeDomain(GDBusMethodInvocation *invocation, const char *path)
+{
+    Status status = dbus::CheckAbsolutePath(path, _("domain path"));
+    if (status.ok()) {
+        if (auto attached = Find(path); attached.ok())
+            status = Status::Error(ErrorCode::kBusy,
+                                   Printf(_("domain %s at %s is attached on this host; detach "
+                                            "it on every host first (sdm detach, or virsh "
+                                            "pool-destroy), then upgrade"),
+                                          (*attached)->info.uuid.c_str(), path));
+    }
+    if (!status.ok())
+        return dbus::ReturnError(invocation, status);
+    auto result = std::make_shared<std::optional<Result<UpgradeReport>>>();
+    std::string where = path;
+    OffMainLoop(
+        [this, result, where] {
+            auto info = Domain::Inspect(where);
+            auto options = info.ok() ? DomainOptionsFor(*info) : Result<DomainOptions>(info.status());
+            if (!options.ok()) {
+                *result = options.status();
+                return;
+            }
+            /* The upgrade takes the domain lease exclusively: this host joins the lockspace
+             * for it, and leaves again. */
+            auto sanlock = std::dynamic_pointer_cast<SanlockLeaseManager>(options->leases);
+            if (sanlock) {
+                Status joined = sanlock->WaitJoined(options->lock_timeout);
+                if (!joined.ok()) {
+                    *result = joined;
+                    return;
+                }
+                options->generation = sanlock->generation();
+            }
+            *result = Domain::Upgrade(where, *options);
+            if (sanlock)
+                (void)sanlock->Leave();
+        },
+        [result, where, invocation] {
+            const Result<UpgradeReport> &report = **result;
+            if (!report.ok())
+                return dbus::ReturnError(invocation, report.status());
+            Log(LogLevel::kInfo, _("upgraded the domain at %s from format %u to %u"),
+                where.c_str(), report->from_version, report->to_version);
+            ReturnDict(invocation, dbus::UpgradeReportToDict(*report));
         });
 }
 

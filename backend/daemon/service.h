@@ -153,6 +153,7 @@ private:
     void EmitJobSignal(const char *signal, GVariant *args);
     /* Volume data and domain removal (docs/data-operations.md). */
     void RemoveDomain(GDBusMethodInvocation *invocation, const char *path);
+    void UpgradeDomain(GDBusMethodInvocation *invocation, const char *path);
     Status RemoveOpened(AttachedDomain &entry) const;  /* off the main loop */
     void UploadVolume(GDBusMethodInvocation *invocation, const char *domain, const char *name,
                       guint64 offset, guint64 length, GVariant *data, GVariant *control,

@@ -86,6 +86,19 @@ Result<DomainInfo> Domain::Inspect(const std::string &path)
     return info;
 }
 
+Status Domain::Usable(const DomainInfo &info)
+{
+    if (info.version >= meta::kDomainVersion)
+        return Status::Ok();
+    return Status::Error(
+        ErrorCode::kUnsupported,
+        Printf(_("storage domain %s at %s is in format %u, which this libvirt-sdm only "
+                 "upgrades: stop it on every host (virsh pool-destroy, or sdm detach), then "
+                 "run `sdm upgrade %s` (or `sdm-local upgrade %s`) on one host"),
+               info.uuid.c_str(), info.path.c_str(), info.version, info.path.c_str(),
+               info.path.c_str()));
+}
+
 Result<std::unique_ptr<Domain>> Domain::Open(const std::string &path, const DomainOptions &options)
 {
     auto root = fileio::OpenDirPath(path);
@@ -94,14 +107,7 @@ Result<std::unique_ptr<Domain>> Domain::Open(const std::string &path, const Doma
     auto info = ReadDomainInfo(root->get(), path, nullptr);
     if (!info.ok())
         return info.status();
-    if (info->version < meta::kDomainVersion)
-        return Status::Error(
-            ErrorCode::kUnsupported,
-            Printf(_("storage domain %s at %s is in format %u, which this libvirt-sdm only "
-                     "upgrades: stop it on every host (virsh pool-destroy, or sdm detach), "
-                     "then run `sdm upgrade %s` (or `sdm-local upgrade %s`) on one host"),
-                   info->uuid.c_str(), path.c_str(), info->version, path.c_str(),
-                   path.c_str()));
+    SDM_RETURN_IF_ERROR(Usable(*info));
 
     FileDomain::Dirs dirs;
     dirs.root = std::move(*root);

@@ -129,6 +129,9 @@ public:
                                                 const DomainOptions &options = {});
     /* Reads a domain's metadata without attaching it. */
     static Result<DomainInfo> Inspect(const std::string &path);
+    /* Ok if this build opens a domain of `info`'s format as it is; a format to upgrade
+     * first is kUnsupported, with the command that upgrades it. */
+    static Status Usable(const DomainInfo &info);
     /* Upgrades a format 1 domain to the current format in place (docs/on-storage-format.md,
      * "Upgrade"): under the domain lease, exclusive, so no host may have it attached.
      * Crash-safe and idempotent: run it again after any interruption; on a current domain

@@ -22,6 +22,7 @@
 
 #include "backend/engine/layout.h"
 #include "sdm/types.h"
+#include "tests/support/domain_fixture.h"
 #include "tests/support/sim_cluster.h"
 
 namespace sdm::testing {
@@ -142,6 +143,41 @@ TEST_F(HostsTest, OneHostOnSanlockLeases)
     JobOutcome after = Create(h, "disk3");
     EXPECT_EQ(after.state, "done") << "the domain works again after detach and attach";
     ExpectConsistent(h);
+}
+
+/* A format 1 domain on sanlock: no host attaches it, the error names `sdm upgrade`; the
+ * upgrade through sdmd joins the lockspace, takes the domain lease, settles what format 1
+ * left pending, and every host attaches the domain afterwards. */
+TEST_F(HostsTest, AFormat1DomainIsUpgradedThroughSdm)
+{
+    ASSERT_NO_FATAL_FAILURE(StartHosts(2));
+    ASSERT_NO_FATAL_FAILURE(FormatAndAttach());
+    ASSERT_EQ(Create(host(1), "keep").state, "done");
+    ASSERT_EQ(Create(host(2), "late").state, "done");
+    for (int id = 1; id <= 2; id++) {
+        g_autoptr(GVariant) detached =
+            host(id).OutOk("DetachDomain", g_variant_new("(s)", uuid().c_str()));
+    }
+    ASSERT_NO_FATAL_FAILURE(MakeFormat1(root(), "late", "never"));
+
+    std::string refused;
+    g_autoptr(GVariant) none =
+        host(1).Out("AttachDomain", g_variant_new("(s)", root().c_str()), &refused);
+    EXPECT_EQ(none, nullptr);
+    EXPECT_NE(refused.find("sdm upgrade " + root()), std::string::npos) << refused;
+
+    CommandResult r = sdm::testing::Run(
+        {SdmPath(), "--socket", host(1).daemon().socket(), "upgrade", root()});
+    ASSERT_EQ(r.exit_code, 0) << r.out << host(1).Diagnostics();
+    EXPECT_NE(r.out.find("from format 1 to 2"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("2 format 1 transactions adopted"), std::string::npos) << r.out;
+    for (int id = 1; id <= 2; id++) {
+        ASSERT_TRUE(host(id).Attach(root(), uuid()));
+        ASSERT_TRUE(host(id).WaitJoined(uuid()));
+    }
+    EXPECT_EQ(cluster_->VolumeNames(host(2)), (std::vector<std::string>{"keep", "late"}));
+    EXPECT_EQ(Create(host(2), "after").state, "done");
+    ExpectConsistent(host(1));
 }
 
 /* Three hosts share one domain: what one makes the others see, a lease held by a VM on

@@ -1,5 +1,5 @@
 /* Simulated hosts sharing one storage domain, for the integration suites that need several
- * hosts (hosts, lease-request, fencing) and the load and soak suites.
+ * hosts (hosts, parallel, lockspace-loss, fencing) and the load and soak suites.
  *
  * A SimHost is one host: a private sanlock daemon (tests/support/sanlock_harness.h) and an
  * sdmd on sanlock leases (tests/support/daemon_harness.h) with the lock-order checker on.
