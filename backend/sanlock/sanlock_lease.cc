@@ -228,31 +228,29 @@ const std::string &AreaPath(const SanlockGeometry &g, LeaseArea area)
     return area == LeaseArea::kOwners ? g.owners_path : g.leases_path;
 }
 
-/* A sanlk_resource followed by its one disk, laid out as libsanlock expects (its disks[0]
- * is a zero-length array: the disk must come right after it). */
+/* A sanlk_resource followed by its one disk, laid out as libsanlock expects: its last
+ * member is an array of disks (disks[0] before sanlock 3.9, disks[] since), so the disk
+ * must come right after it, in one buffer. */
 class SlotResource {
 public:
     SlotResource(const SanlockGeometry &g, LeaseArea area, uint64_t slot,
                  LeaseMode mode = LeaseMode::kExclusive)
     {
-        CopyName(r_.res.lockspace_name, g.lockspace);
-        CopyName(r_.res.name, SanlockLeaseManager::ResourceName(area, slot));
-        r_.res.flags =
+        sanlk_resource *res = get();
+        CopyName(res->lockspace_name, g.lockspace);
+        CopyName(res->name, SanlockLeaseManager::ResourceName(area, slot));
+        res->flags =
             FindFormat(g)->res_flags | (mode == LeaseMode::kShared ? SANLK_RES_SHARED : 0);
-        r_.res.num_disks = 1;
-        CopyPath(r_.disk.path, AreaPath(g, area));
-        r_.disk.offset = SlotOffset(g, slot);
+        res->num_disks = 1;
+        CopyPath(res->disks[0].path, AreaPath(g, area));
+        res->disks[0].offset = SlotOffset(g, slot);
     }
 
-    sanlk_resource *get() { return &r_.res; }
+    sanlk_resource *get() { return reinterpret_cast<sanlk_resource *>(buffer_); }
 
 private:
-    struct WithDisk {
-        sanlk_resource res;
-        sanlk_disk disk;
-    };
-    static_assert(offsetof(WithDisk, disk) == offsetof(sanlk_resource, disks));
-    WithDisk r_ = {};
+    alignas(sanlk_resource) unsigned char buffer_[sizeof(sanlk_resource) +
+                                                  sizeof(sanlk_disk)] = {};
 };
 
 /* What a sanlock return code means for the user. */

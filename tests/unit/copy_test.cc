@@ -116,7 +116,9 @@ TEST_P(CopyTest, CopiesDataAndKeepsHoles)
 
     EXPECT_EQ(FileSize(dst), size);
     EXPECT_EQ(FileSha256(dst), FileSha256(src));
-    EXPECT_LE(AllocatedBytes(dst), AllocatedBytes(src));
+    /* As sparse as the source: the same data extents. (Not st_blocks, which counts the
+     * filesystem's own extent-tree blocks too: ext4 gave the copy one 4 KiB index block
+     * more than the source now and then, with its extents laid out otherwise.) */
     EXPECT_EQ(DataMap(dst), DataMap(src));
     EXPECT_EQ(stats.data_bytes, 9 * kMiB + 2 * 4096);
     EXPECT_EQ(stats.extents, DataMap(src).size());
