@@ -550,6 +550,11 @@ Status FileDomain::Remove()
     if (unlinkat(root(), layout::kDomainMeta, 0) != 0)
         return Status::FromErrno(errno, AbsPath(layout::kDomainMeta));
     SDM_RETURN_IF_ERROR(fileio::FsyncDirAt(root(), "."));
+    /* The domain lease lives in `leases`, and giving it back writes there: it goes back
+     * before that file does (at once when the domain was opened without a linger, as
+     * sdmd opens one it removes). */
+    domain_lock->Release();
+    domain_lease->Release();
     for (const char *dir : {layout::kTxDir, layout::kImagesDir}) {
         if (unlinkat(root(), dir, AT_REMOVEDIR) != 0 && errno != ENOENT)
             return Status::FromErrno(errno, AbsPath(dir));
