@@ -23,6 +23,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "backend/daemon/dbus_api.h"
@@ -186,6 +187,28 @@ struct Service::JobRecord {
     std::optional<GcReport> report;    /* guarded by mu: a gc job's report */
 };
 
+/* The keys a life-cycle call holds; when the last reference goes, the calls waiting for
+ * them may start. Made and dropped on the main loop only. */
+class Service::Hold {
+public:
+    Hold(Service *service, std::vector<std::string> keys)
+        : service_(service), keys_(std::move(keys))
+    {
+    }
+    ~Hold()
+    {
+        for (const auto &key : keys_)
+            service_->held_.erase(key);
+        service_->StartQueued();
+    }
+    Hold(const Hold &) = delete;
+    Hold &operator=(const Hold &) = delete;
+
+private:
+    Service *service_;
+    std::vector<std::string> keys_;
+};
+
 /* Turns a D-Bus method's handle-* signal into a call of the member function. */
 template <typename... Args>
 struct Service::Handler<void (Service::*)(GDBusMethodInvocation *, Args...)> {
@@ -301,7 +324,13 @@ Service::~Service()
 Status Service::Start()
 {
     for (const auto &path : config_.domains) {
-        auto opened = OpenEntry(path);
+        auto info = Probe(path);
+        if (info.ok() && domains_.count(info->uuid)) {
+            domains_[info->uuid]->paths.insert(path); /* listed twice, under two names */
+            continue;
+        }
+        auto opened = info.ok() ? OpenEntry(path, *info)
+                                : Result<std::shared_ptr<AttachedDomain>>(info.status());
         if (!opened.ok()) {
             Log(LogLevel::kError, _("cannot attach domain %s listed in the configuration: %s"),
                 path.c_str(), opened.status().ToString().c_str());
@@ -433,15 +462,46 @@ void Service::Stop(std::chrono::milliseconds grace, std::function<void(bool clea
 
 void Service::CheckStopped()
 {
-    if (!stopping_ || !stop_timer_ || worker_calls_ > 0)
+    if (!stopping_ || !stop_timer_ || worker_calls_ > 0 || leaving_ >= 0)
         return;
     for (const auto &[id, record] : records_) {
         if (!record->settled)
             return;
     }
+    /* Last, the lockspaces, waited for: sanlock drops a lockspace a moment after it is
+     * asked to, and an sdmd started meanwhile would find it joined, then lose it. */
+    leaving_ = 0;
+    for (const auto &[uuid, entry] : domains_) {
+        if (!entry->sanlock)
+            continue;
+        leaving_++;
+        OffMainLoop(
+            [entry] {
+                {
+                    std::lock_guard lock(entry->open_mu);
+                    entry->domain.reset();
+                }
+                Status left = entry->sanlock->Leave();
+                if (!left.ok())
+                    Log(LogLevel::kInfo, _("domain %s: staying in its lockspace: %s"),
+                        entry->info.uuid.c_str(), left.ToString().c_str());
+            },
+            [this] {
+                if (--leaving_ == 0)
+                    FinishStop(true);
+            });
+    }
+    if (leaving_ == 0)
+        FinishStop(true);
+}
+
+void Service::FinishStop(bool clean)
+{
+    if (!stop_timer_)
+        return;
     g_source_remove(stop_timer_);
     stop_timer_ = 0;
-    stopped_(true);
+    stopped_(clean);
 }
 
 /* --- connections and who may connect --- */
@@ -563,17 +623,30 @@ Result<DomainOptions> Service::DomainOptionsFor(const DomainInfo &info) const
     return options;
 }
 
-Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path) const
+Result<DomainInfo> Service::Probe(const std::string &path)
 {
-    /* The lockspace's name is in the domain's metadata: read it before choosing leases. */
     auto probe = Domain::Open(path);
     if (!probe.ok())
         return probe.status();
+    return (*probe)->info();
+}
+
+Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path,
+                                                                    const DomainInfo &info) const
+{
     auto entry = std::make_shared<AttachedDomain>();
-    entry->info = (*probe)->info();
+    entry->info = info;
     entry->path = path;
-    probe->reset();
+    /* sanlock refuses to join a lockspace while this host is leaving it (kBusy): the sdmd
+     * before this one leaves it as it stops, and a join right after would fail, or,
+     * asked a moment earlier, find it joined and lose it when the leave ends. */
+    const auto deadline = std::chrono::steady_clock::now() + DomainOptions().lock_timeout;
     auto options = DomainOptionsFor(entry->info);
+    while (!options.ok() && options.status().code() == ErrorCode::kBusy &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        options = DomainOptionsFor(entry->info);
+    }
     if (!options.ok())
         return options.status();
     entry->options = *options;
@@ -600,6 +673,12 @@ Result<std::shared_ptr<Service::AttachedDomain>> Service::Find(const std::string
         if (entry->paths.count(domain) || entry->paths.count(canonical))
             return entry;
     }
+    if (auto doing = HeldBy(domain))
+        return Status::Error(ErrorCode::kNotFound,
+                             Printf(_("domain '%s' is not attached now: sdmd is %s it (as it "
+                                      "does for a pool that starts, or after a restart); "
+                                      "retry once that ends, in a few seconds"),
+                                    domain.c_str(), doing->c_str()));
     return Status::Error(ErrorCode::kNotFound,
                          Printf(_("no attached domain '%s'; attach it first (sdm attach PATH) "
                                   "or see the attached ones (sdm domains)"),
@@ -626,6 +705,62 @@ std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::shared_ptr<Attached
                     [] {});
     }
     return entry;
+}
+
+void Service::ForgetStalePath(const std::string &path, const std::string &uuid)
+{
+    const std::string canonical = CanonicalPath(path);
+    for (auto &[known, entry] : domains_) {
+        if (known == uuid)
+            continue;
+        auto &paths = entry->paths;
+        size_t before = paths.size();
+        std::erase_if(paths, [&](const std::string &p) { return CanonicalPath(p) == canonical; });
+        if (paths.size() == before)
+            continue;
+        Log(LogLevel::kWarning,
+            uuid.empty() ? _("domain %s is no longer at %s: the directory holds no domain now; "
+                             "the domain stays attached under its uuid, detach it (sdm detach "
+                             "UUID) if it is gone")
+                         : _("domain %s is no longer at %s: domain %s is there now; the old one "
+                             "stays attached under its uuid, detach it (sdm detach UUID) if "
+                             "it is gone"),
+            known.c_str(), canonical.c_str(), uuid.c_str());
+    }
+}
+
+/* --- the life cycle --- */
+
+void Service::Serialize(std::vector<std::string> keys, const char *doing,
+                        std::function<void(HoldPtr)> run)
+{
+    queued_.push_back({std::move(keys), doing, std::move(run)});
+    StartQueued();
+}
+
+void Service::StartQueued()
+{
+    for (auto it = queued_.begin(); it != queued_.end();) {
+        if (std::any_of(it->keys.begin(), it->keys.end(),
+                        [this](const std::string &key) { return held_.count(key) > 0; })) {
+            ++it;
+            continue;
+        }
+        Queued call = std::move(*it);
+        queued_.erase(it);
+        for (const auto &key : call.keys)
+            held_[key] = call.doing;
+        call.run(std::make_shared<Hold>(this, std::move(call.keys)));
+        it = queued_.begin(); /* the call may have changed the queue */
+    }
+}
+
+std::optional<std::string> Service::HeldBy(const std::string &domain) const
+{
+    auto it = held_.find(!domain.empty() && domain[0] == '/' ? CanonicalPath(domain) : domain);
+    if (it == held_.end())
+        return std::nullopt;
+    return it->second;
 }
 
 GVariant *Service::DomainDict(const AttachedDomain &entry) const
@@ -987,11 +1122,17 @@ void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
     auto decoded = dbus::DecodeFormatDomain(path, options);
     if (!decoded.ok())
         return dbus::ReturnError(invocation, decoded.status());
-    FormatParams params = *decoded;
-
-    auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
     std::string where = path;
-    uint32_t host_id = config_.host_id;
+    Serialize({CanonicalPath(where)}, "formatting",
+              [this, invocation, where, params = *decoded](HoldPtr hold) {
+                  FormatHeld(invocation, where, params, std::move(hold));
+              });
+}
+
+void Service::FormatHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                         const FormatParams &params, HoldPtr hold)
+{
+    auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
     bool sanlock = config_.lease_backend == LeaseBackend::kSanlock;
     OffMainLoop([result, where, params, sanlock] {
                     *result = Domain::Format(where, params);
@@ -1006,13 +1147,14 @@ void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
                                      "%s; fix the cause and format the directory again"),
                                    where.c_str(), areas.message().c_str()));
                 },
-                [result, invocation, host_id] {
+                [this, result, invocation, where, hold] {
                     const Result<DomainInfo> &info = **result;
                     if (!info.ok())
                         return dbus::ReturnError(invocation, info.status());
                     Log(LogLevel::kInfo, _("formatted domain %s at %s"), info->uuid.c_str(),
                         info->path.c_str());
-                    ReturnDict(invocation, dbus::DomainToDict({*info, host_id, false}));
+                    ForgetStalePath(where, info->uuid);
+                    ReturnDict(invocation, dbus::DomainToDict({*info, config_.host_id, false}));
                 });
 }
 
@@ -1021,32 +1163,63 @@ void Service::AttachDomain(GDBusMethodInvocation *invocation, const char *path)
     Status status = dbus::CheckAbsolutePath(path, _("domain path"));
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
-    if (auto attached = Find(path); attached.ok())
-        return ReturnDict(invocation, DomainDict(**attached));
+    std::string where = path;
+    Serialize({CanonicalPath(where)}, "attaching", [this, invocation, where](HoldPtr hold) {
+        AttachHeld(invocation, where, std::move(hold));
+    });
+}
 
-    struct Opened {
-        std::optional<Result<std::shared_ptr<AttachedDomain>>> entry;
+/* A path already known still names the domain it was attached from only if that domain
+ * is the one there now: one removed and formatted anew at the same path is another. */
+void Service::AttachHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                         HoldPtr path_hold)
+{
+    struct Found {
+        std::optional<Result<DomainInfo>> info;
         std::optional<std::string> real;
     };
-    auto opened = std::make_shared<Opened>();
-    std::string where = path;
+    auto found = std::make_shared<Found>();
     OffMainLoop(
-        [this, opened, where] {
-            opened->entry.emplace(OpenEntry(where));
-            opened->real = RealPath(where);
+        [found, where] {
+            found->info.emplace(Probe(where));
+            found->real = RealPath(where);
         },
-        [this, opened, where, invocation] {
-            auto &fresh = *opened->entry;
-            if (!fresh.ok())
-                return dbus::ReturnError(invocation, fresh.status());
-            /* Attached meanwhile, or under another path: the first handle stays. */
-            auto existing = domains_.find((*fresh)->info.uuid);
-            auto entry = existing != domains_.end() ? existing->second
-                                                    : Adopt(std::move(*fresh));
-            entry->paths.insert(where);
-            if (opened->real)
-                entry->paths.insert(*opened->real);
-            ReturnDict(invocation, DomainDict(*entry));
+        [this, found, where, invocation, path_hold] {
+            const Result<DomainInfo> &info = *found->info;
+            if (!info.ok()) {
+                if (info.status().code() == ErrorCode::kNotFound)
+                    ForgetStalePath(where, "");
+                else if (auto known = Find(where); known.ok())
+                    /* Unreadable now (storage trouble): the handle stays what it was. */
+                    return ReturnDict(invocation, DomainDict(**known));
+                return dbus::ReturnError(invocation, info.status());
+            }
+            ForgetStalePath(where, info->uuid);
+            Serialize({info->uuid}, "attaching",
+                      [this, invocation, where, read = *info, real = found->real,
+                       path_hold](HoldPtr uuid_hold) {
+                auto known = domains_.find(read.uuid);
+                if (known != domains_.end()) {
+                    /* Attached already, maybe under another path. */
+                    known->second->paths.insert(where);
+                    if (real)
+                        known->second->paths.insert(*real);
+                    return ReturnDict(invocation, DomainDict(*known->second));
+                }
+                auto opened =
+                    std::make_shared<std::optional<Result<std::shared_ptr<AttachedDomain>>>>();
+                OffMainLoop([this, opened, where, read] { opened->emplace(OpenEntry(where, read)); },
+                            [this, opened, where, real, invocation, path_hold, uuid_hold] {
+                                auto &fresh = **opened;
+                                if (!fresh.ok())
+                                    return dbus::ReturnError(invocation, fresh.status());
+                                auto entry = Adopt(std::move(*fresh));
+                                entry->paths.insert(where);
+                                if (real)
+                                    entry->paths.insert(*real);
+                                ReturnDict(invocation, DomainDict(*entry));
+                            });
+            });
         });
 }
 
@@ -1055,36 +1228,50 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
     auto entry = Find(domain);
     if (!entry.ok())
         return dbus::ReturnError(invocation, entry.status());
-    const std::string uuid = (*entry)->info.uuid;
-    if ((*entry)->jobs > 0)
-        return dbus::ReturnError(
-            invocation,
-            Status::Error(ErrorCode::kBusy,
-                          Printf(_("domain %s has %d unfinished jobs; wait for them or cancel "
-                                   "them (sdm jobs, sdm cancel JOB), then detach"),
-                                 uuid.c_str(), (*entry)->jobs)));
-    auto detached = *entry;
-    domains_.erase(uuid);
-    Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
-    if (!detached->sanlock)
-        return sdm_manager_complete_detach_domain(skeleton_, invocation);
-    auto left = std::make_shared<Status>();
-    OffMainLoop(
-        [detached, left] {
-            {
-                /* The engine gives back its lingering domain lease when it closes. */
-                std::lock_guard lock(detached->open_mu);
-                detached->domain.reset();
-            }
-            *left = detached->sanlock->Leave();
-        },
-        [this, left, uuid, invocation] {
-            if (!left->ok())
-                Log(LogLevel::kWarning,
-                    _("domain %s is detached but this host is still in its lockspace: %s"),
-                    uuid.c_str(), left->ToString().c_str());
-            sdm_manager_complete_detach_domain(skeleton_, invocation);
-        });
+    std::vector<std::string> keys = {(*entry)->info.uuid};
+    for (const auto &path : (*entry)->paths)
+        keys.push_back(CanonicalPath(path));
+    Serialize(std::move(keys), "detaching", [this, invocation, target = *entry](HoldPtr hold) {
+        const std::string uuid = target->info.uuid;
+        auto again = Find(uuid); /* a detach queued before this one may have ended it */
+        if (!again.ok() || *again != target)
+            return dbus::ReturnError(
+                invocation, again.ok() ? Status::Error(ErrorCode::kNotFound,
+                                                       Printf(_("domain %s was detached "
+                                                                "meanwhile"),
+                                                              uuid.c_str()))
+                                       : again.status());
+        if (target->jobs > 0)
+            return dbus::ReturnError(
+                invocation,
+                Status::Error(ErrorCode::kBusy,
+                              Printf(_("domain %s has %d unfinished jobs; wait for them or "
+                                       "cancel them (sdm jobs, sdm cancel JOB), then detach"),
+                                     uuid.c_str(), target->jobs)));
+        domains_.erase(uuid);
+        Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
+        if (!target->sanlock)
+            return sdm_manager_complete_detach_domain(skeleton_, invocation);
+        /* The keys stay held until the lockspace is left: an attach that came now would
+         * join a lockspace that is about to go. */
+        auto left = std::make_shared<Status>();
+        OffMainLoop(
+            [target, left] {
+                {
+                    /* The engine gives back its lingering domain lease when it closes. */
+                    std::lock_guard lock(target->open_mu);
+                    target->domain.reset();
+                }
+                *left = target->sanlock->Leave();
+            },
+            [this, left, uuid, invocation, hold] {
+                if (!left->ok())
+                    Log(LogLevel::kWarning,
+                        _("domain %s is detached but this host is still in its lockspace: %s"),
+                        uuid.c_str(), left->ToString().c_str());
+                sdm_manager_complete_detach_domain(skeleton_, invocation);
+            });
+    });
 }
 
 void Service::ListDomains(GDBusMethodInvocation *invocation)
@@ -1493,28 +1680,56 @@ static Status ConfirmEnd(int control, OpObserver *observer)
 void Service::RemoveDomain(GDBusMethodInvocation *invocation, const char *path)
 {
     Status status = dbus::CheckAbsolutePath(path, _("domain path"));
-    if (status.ok()) {
-        if (auto attached = Find(path); attached.ok())
-            status = Status::Error(ErrorCode::kBusy,
-                                   Printf(_("domain %s at %s is attached on this host; detach "
-                                            "it first (sdm detach, or virsh pool-destroy)"),
-                                          (*attached)->info.uuid.c_str(), path));
-    }
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
-    auto removed = std::make_shared<Status>();
     std::string where = path;
-    OffMainLoop(
-        [this, removed, where] {
-            auto entry = OpenEntry(where);
-            *removed = entry.ok() ? RemoveOpened(**entry) : entry.status();
-        },
-        [this, removed, where, invocation] {
-            if (!removed->ok())
-                return dbus::ReturnError(invocation, *removed);
-            Log(LogLevel::kInfo, _("removed the domain at %s"), where.c_str());
-            sdm_manager_complete_remove_domain(skeleton_, invocation);
+    Serialize({CanonicalPath(where)}, "removing", [this, invocation, where](HoldPtr hold) {
+        RemoveHeld(invocation, where, std::move(hold));
+    });
+}
+
+void Service::RemoveHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                         HoldPtr path_hold)
+{
+    auto found = std::make_shared<std::optional<Result<DomainInfo>>>();
+    OffMainLoop([found, where] { found->emplace(Probe(where)); }, [this, found, where,
+                                                                   invocation, path_hold] {
+        const Result<DomainInfo> &info = **found;
+        if (!info.ok()) {
+            if (info.status().code() == ErrorCode::kNotFound)
+                ForgetStalePath(where, "");
+            return dbus::ReturnError(invocation, info.status());
+        }
+        ForgetStalePath(where, info->uuid);
+        Serialize({info->uuid}, "removing", [this, invocation, where, read = *info,
+                                             path_hold](HoldPtr uuid_hold) {
+            if (domains_.count(read.uuid))
+                return dbus::ReturnError(
+                    invocation,
+                    Status::Error(ErrorCode::kBusy,
+                                  Printf(_("domain %s at %s is attached on this host; detach "
+                                           "it first (sdm detach, or virsh pool-destroy)"),
+                                         read.uuid.c_str(), where.c_str())));
+            auto removed = std::make_shared<Status>();
+            OffMainLoop(
+                [this, removed, where, read] {
+                    auto entry = OpenEntry(where, read);
+                    if (!entry.ok()) {
+                        *removed = entry.status();
+                        return;
+                    }
+                    /* The domain lease goes back before its lease area does (no linger). */
+                    (*entry)->options.domain_lease_linger = std::chrono::milliseconds(0);
+                    *removed = RemoveOpened(**entry);
+                },
+                [this, removed, where, invocation, path_hold, uuid_hold] {
+                    if (!removed->ok())
+                        return dbus::ReturnError(invocation, *removed);
+                    Log(LogLevel::kInfo, _("removed the domain at %s"), where.c_str());
+                    sdm_manager_complete_remove_domain(skeleton_, invocation);
+                });
         });
+    });
 }
 
 /* Removes a domain opened for that alone; with sanlock, only while no other host is live
