@@ -1542,11 +1542,10 @@ void Service::ListHosts(GDBusMethodInvocation *invocation, const char *domain)
     };
     switch (config_.lease_backend) {
     case LeaseBackend::kLocal: {
-        /* Local leases know one host: this one, alive since it answers. */
-        auto now = std::chrono::system_clock::now().time_since_epoch();
+        /* Local leases know one host: this one, alive since it answers. Its timestamp is
+         * what sanlock's would be: now, in seconds of the host's monotonic clock. */
         **hosts = {{config_.host_id, 0, kHostLive,
-                    static_cast<uint64_t>(
-                        std::chrono::duration_cast<std::chrono::seconds>(now).count())}};
+                    static_cast<uint64_t>(g_get_monotonic_time() / G_USEC_PER_SEC)}};
         return reply();
     }
     case LeaseBackend::kSanlock:

@@ -419,6 +419,28 @@ TEST_F(LifecycleTest, RestartedSdmdJoinsAgain)
     ExpectWorking("after-restart");
 }
 
+/* `sdm hosts` prints a host's timestamp as sanlock gives it, seconds of that host's
+ * monotonic clock, not as a date in 1970. */
+TEST_F(LifecycleTest, SdmHostsPrintsTimestampsNotDates)
+{
+    CommandResult r =
+        sdm::testing::Run({SdmPath(), "--socket", host(1).daemon().socket(), "hosts", uuid()});
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.find("1970"), std::string::npos) << r.out;
+    g_autoptr(GVariant) hosts = host(1).OutOk("ListHosts", g_variant_new("(s)", uuid().c_str()));
+    ASSERT_NE(hosts, nullptr);
+    guint64 id, generation, timestamp;
+    const char *state;
+    g_variant_get_child(hosts, 0, "(tt&st)", &id, &generation, &state, &timestamp);
+    /* The timestamp of a later renewal may have replaced the one printed. */
+    std::string printed = r.out.substr(r.out.find('\n') + 1);
+    size_t last = printed.find_last_of(' ');
+    ASSERT_NE(last, std::string::npos) << r.out;
+    uint64_t shown = std::stoull(printed.substr(last + 1));
+    EXPECT_LE(shown, timestamp) << r.out;
+    EXPECT_GT(shown + 60, timestamp) << r.out;
+}
+
 /* Host 1 dies (its sdmd and its sanlock daemon killed) in the middle of a clone, holding
  * the new volume's lease; hosts 2 and 3 live on. Common to the tests of how a dead host's
  * garbage waits for its leases. */
