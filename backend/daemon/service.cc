@@ -324,22 +324,25 @@ Service::~Service()
 Status Service::Start()
 {
     for (const auto &path : config_.domains) {
-        auto info = Probe(path);
-        if (info.ok() && domains_.count(info->uuid)) {
-            domains_[info->uuid]->paths.insert(path); /* listed twice, under two names */
-            continue;
+        Found found = Probe(path);
+        std::shared_ptr<AttachedDomain> entry;
+        if (found.info.ok() && domains_.count(found.info->uuid)) {
+            entry = domains_[found.info->uuid]; /* listed twice, under two names */
+        } else {
+            auto opened = found.info.ok() ? OpenEntry(path, *found.info)
+                                          : Result<std::shared_ptr<AttachedDomain>>(
+                                                found.info.status());
+            if (!opened.ok()) {
+                Log(LogLevel::kError,
+                    _("cannot attach domain %s listed in the configuration: %s"), path.c_str(),
+                    opened.status().ToString().c_str());
+                continue;
+            }
+            entry = Adopt(std::move(*opened));
         }
-        auto opened = info.ok() ? OpenEntry(path, *info)
-                                : Result<std::shared_ptr<AttachedDomain>>(info.status());
-        if (!opened.ok()) {
-            Log(LogLevel::kError, _("cannot attach domain %s listed in the configuration: %s"),
-                path.c_str(), opened.status().ToString().c_str());
-            continue;
-        }
-        auto entry = Adopt(std::move(*opened));
         entry->paths.insert(path);
-        if (auto real = RealPath(path))
-            entry->paths.insert(*real);
+        if (found.real)
+            entry->paths.insert(*found.real);
     }
     SDM_RETURN_IF_ERROR(Listen());
     if (config_.gc_interval > 0)
@@ -623,12 +626,10 @@ Result<DomainOptions> Service::DomainOptionsFor(const DomainInfo &info) const
     return options;
 }
 
-Result<DomainInfo> Service::Probe(const std::string &path)
+Service::Found Service::Probe(const std::string &path)
 {
     auto probe = Domain::Open(path);
-    if (!probe.ok())
-        return probe.status();
-    return (*probe)->info();
+    return {probe.ok() ? Result<DomainInfo>((*probe)->info()) : probe.status(), RealPath(path)};
 }
 
 Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path,
@@ -707,25 +708,32 @@ std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::shared_ptr<Attached
     return entry;
 }
 
-void Service::ForgetStalePath(const std::string &path, const std::string &uuid)
+void Service::ForgetStalePaths(const std::string &path, const Found &found)
 {
-    const std::string canonical = CanonicalPath(path);
+    if (!found.info.ok() && found.info.status().code() != ErrorCode::kNotFound)
+        return; /* unreadable now (storage trouble): nothing is known to have changed */
+    const std::string uuid = found.info.ok() ? found.info->uuid : "";
+    std::set<std::string> names = {CanonicalPath(path)};
+    if (found.real)
+        names.insert(*found.real);
     for (auto &[known, entry] : domains_) {
         if (known == uuid)
             continue;
-        auto &paths = entry->paths;
-        size_t before = paths.size();
-        std::erase_if(paths, [&](const std::string &p) { return CanonicalPath(p) == canonical; });
-        if (paths.size() == before)
+        size_t before = entry->paths.size();
+        std::erase_if(entry->paths,
+                      [&](const std::string &p) { return names.count(CanonicalPath(p)) > 0; });
+        if (entry->paths.size() == before)
             continue;
-        Log(LogLevel::kWarning,
-            uuid.empty() ? _("domain %s is no longer at %s: the directory holds no domain now; "
-                             "the domain stays attached under its uuid, detach it (sdm detach "
-                             "UUID) if it is gone")
-                         : _("domain %s is no longer at %s: domain %s is there now; the old one "
-                             "stays attached under its uuid, detach it (sdm detach UUID) if "
-                             "it is gone"),
-            known.c_str(), canonical.c_str(), uuid.c_str());
+        if (uuid.empty())
+            Log(LogLevel::kWarning,
+                _("domain %s is no longer at %s: the directory holds no domain now; the domain "
+                  "stays attached under its uuid, detach it (sdm detach UUID) if it is gone"),
+                known.c_str(), path.c_str());
+        else
+            Log(LogLevel::kWarning,
+                _("domain %s is no longer at %s: domain %s is there now; the old one stays "
+                  "attached under its uuid, detach it (sdm detach UUID) if it is gone"),
+                known.c_str(), path.c_str(), uuid.c_str());
     }
 }
 
@@ -1133,9 +1141,11 @@ void Service::FormatHeld(GDBusMethodInvocation *invocation, const std::string &w
                          const FormatParams &params, HoldPtr hold)
 {
     auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
+    auto real = std::make_shared<std::optional<std::string>>();
     bool sanlock = config_.lease_backend == LeaseBackend::kSanlock;
-    OffMainLoop([result, where, params, sanlock] {
+    OffMainLoop([result, real, where, params, sanlock] {
                     *result = Domain::Format(where, params);
+                    *real = RealPath(where);
                     if (!sanlock || !(*result)->ok())
                         return;
                     Status areas = SanlockLeaseManager::FormatAreas(
@@ -1147,13 +1157,13 @@ void Service::FormatHeld(GDBusMethodInvocation *invocation, const std::string &w
                                      "%s; fix the cause and format the directory again"),
                                    where.c_str(), areas.message().c_str()));
                 },
-                [this, result, invocation, where, hold] {
+                [this, result, real, invocation, where, hold] {
                     const Result<DomainInfo> &info = **result;
                     if (!info.ok())
                         return dbus::ReturnError(invocation, info.status());
                     Log(LogLevel::kInfo, _("formatted domain %s at %s"), info->uuid.c_str(),
                         info->path.c_str());
-                    ForgetStalePath(where, info->uuid);
+                    ForgetStalePaths(where, {info, *real});
                     ReturnDict(invocation, dbus::DomainToDict({*info, config_.host_id, false}));
                 });
 }
@@ -1174,53 +1184,45 @@ void Service::AttachDomain(GDBusMethodInvocation *invocation, const char *path)
 void Service::AttachHeld(GDBusMethodInvocation *invocation, const std::string &where,
                          HoldPtr path_hold)
 {
-    struct Found {
-        std::optional<Result<DomainInfo>> info;
-        std::optional<std::string> real;
-    };
-    auto found = std::make_shared<Found>();
-    OffMainLoop(
-        [found, where] {
-            found->info.emplace(Probe(where));
-            found->real = RealPath(where);
-        },
-        [this, found, where, invocation, path_hold] {
-            const Result<DomainInfo> &info = *found->info;
-            if (!info.ok()) {
-                if (info.status().code() == ErrorCode::kNotFound)
-                    ForgetStalePath(where, "");
-                else if (auto known = Find(where); known.ok())
-                    /* Unreadable now (storage trouble): the handle stays what it was. */
-                    return ReturnDict(invocation, DomainDict(**known));
-                return dbus::ReturnError(invocation, info.status());
+    auto found = std::make_shared<std::optional<Found>>();
+    OffMainLoop([found, where] { found->emplace(Probe(where)); }, [this, found, where,
+                                                                   invocation, path_hold] {
+        const Found &there = **found;
+        ForgetStalePaths(where, there);
+        if (!there.info.ok()) {
+            if (auto known = Find(where); known.ok())
+                /* Unreadable now (storage trouble): the handle stays what it was. */
+                return ReturnDict(invocation, DomainDict(**known));
+            return dbus::ReturnError(invocation, there.info.status());
+        }
+        Serialize({there.info->uuid}, "attaching",
+                  [this, invocation, where, there, path_hold](HoldPtr uuid_hold) {
+            auto known = domains_.find(there.info->uuid);
+            if (known != domains_.end()) {
+                /* Attached already, maybe under another path. */
+                known->second->paths.insert(where);
+                if (there.real)
+                    known->second->paths.insert(*there.real);
+                return ReturnDict(invocation, DomainDict(*known->second));
             }
-            ForgetStalePath(where, info->uuid);
-            Serialize({info->uuid}, "attaching",
-                      [this, invocation, where, read = *info, real = found->real,
-                       path_hold](HoldPtr uuid_hold) {
-                auto known = domains_.find(read.uuid);
-                if (known != domains_.end()) {
-                    /* Attached already, maybe under another path. */
-                    known->second->paths.insert(where);
+            auto opened =
+                std::make_shared<std::optional<Result<std::shared_ptr<AttachedDomain>>>>();
+            OffMainLoop(
+                [this, opened, where, info = *there.info] {
+                    opened->emplace(OpenEntry(where, info));
+                },
+                [this, opened, where, real = there.real, invocation, path_hold, uuid_hold] {
+                    auto &fresh = **opened;
+                    if (!fresh.ok())
+                        return dbus::ReturnError(invocation, fresh.status());
+                    auto entry = Adopt(std::move(*fresh));
+                    entry->paths.insert(where);
                     if (real)
-                        known->second->paths.insert(*real);
-                    return ReturnDict(invocation, DomainDict(*known->second));
-                }
-                auto opened =
-                    std::make_shared<std::optional<Result<std::shared_ptr<AttachedDomain>>>>();
-                OffMainLoop([this, opened, where, read] { opened->emplace(OpenEntry(where, read)); },
-                            [this, opened, where, real, invocation, path_hold, uuid_hold] {
-                                auto &fresh = **opened;
-                                if (!fresh.ok())
-                                    return dbus::ReturnError(invocation, fresh.status());
-                                auto entry = Adopt(std::move(*fresh));
-                                entry->paths.insert(where);
-                                if (real)
-                                    entry->paths.insert(*real);
-                                ReturnDict(invocation, DomainDict(*entry));
-                            });
-            });
+                        entry->paths.insert(*real);
+                    ReturnDict(invocation, DomainDict(*entry));
+                });
         });
+    });
 }
 
 void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain)
@@ -1690,18 +1692,15 @@ void Service::RemoveDomain(GDBusMethodInvocation *invocation, const char *path)
 void Service::RemoveHeld(GDBusMethodInvocation *invocation, const std::string &where,
                          HoldPtr path_hold)
 {
-    auto found = std::make_shared<std::optional<Result<DomainInfo>>>();
+    auto found = std::make_shared<std::optional<Found>>();
     OffMainLoop([found, where] { found->emplace(Probe(where)); }, [this, found, where,
                                                                    invocation, path_hold] {
-        const Result<DomainInfo> &info = **found;
-        if (!info.ok()) {
-            if (info.status().code() == ErrorCode::kNotFound)
-                ForgetStalePath(where, "");
-            return dbus::ReturnError(invocation, info.status());
-        }
-        ForgetStalePath(where, info->uuid);
-        Serialize({info->uuid}, "removing", [this, invocation, where, read = *info,
-                                             path_hold](HoldPtr uuid_hold) {
+        const Found &there = **found;
+        ForgetStalePaths(where, there);
+        if (!there.info.ok())
+            return dbus::ReturnError(invocation, there.info.status());
+        Serialize({there.info->uuid}, "removing", [this, invocation, where, read = *there.info,
+                                                   path_hold](HoldPtr uuid_hold) {
             if (domains_.count(read.uuid))
                 return dbus::ReturnError(
                     invocation,

@@ -75,8 +75,13 @@ private:
 
     /* --- domains --- */
     Result<DomainOptions> DomainOptionsFor(const DomainInfo &info) const;
-    /* The metadata of the domain at `path` now. Blocks on storage: off the main loop. */
-    static Result<DomainInfo> Probe(const std::string &path);
+    /* What is at a path now: the domain there (its metadata), and the path resolved. */
+    struct Found {
+        Result<DomainInfo> info;
+        std::optional<std::string> real;
+    };
+    /* Reads what is at `path`. Blocks on storage: off the main loop. */
+    static Found Probe(const std::string &path);
     /* Prepares the entry of the domain `info`, read at `path` (joining its lockspace with
      * sanlock leases). A lockspace this host is still leaving (sdmd restarted, say) is
      * waited for, up to the lock timeout, and then joined again. Blocks, so off the main
@@ -85,9 +90,9 @@ private:
                                                       const DomainInfo &info) const;
     Result<std::shared_ptr<AttachedDomain>> Find(const std::string &domain) const;
     std::shared_ptr<AttachedDomain> Adopt(std::shared_ptr<AttachedDomain> entry);
-    /* `path` holds domain `uuid` now (or none, with an empty uuid): an attached domain
-     * known by that path and another uuid no longer answers to it. */
-    void ForgetStalePath(const std::string &path, const std::string &uuid);
+    /* What `found` read at `path` holds no domain, or another one: an attached domain known
+     * by that path (or its resolved form) no longer answers to it. */
+    void ForgetStalePaths(const std::string &path, const Found &found);
     GVariant *DomainDict(const AttachedDomain &entry) const;
 
     /* --- the life cycle: attach, detach, remove and format ---
