@@ -206,16 +206,6 @@ std::string Duration(uint64_t seconds)
                   static_cast<unsigned long long>(seconds / 60 % 60));
 }
 
-std::string Timestamp(uint64_t seconds)
-{
-    time_t t = static_cast<time_t>(seconds);
-    struct tm tm;
-    char buf[32];
-    if (!gmtime_r(&t, &tm) || !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
-        return std::to_string(seconds);
-    return buf;
-}
-
 /* --- commands --- */
 
 int RunStatus(Context &ctx, const Args &)
@@ -617,14 +607,17 @@ int RunHosts(Context &ctx, const Args &args)
     if (!sdm_manager_call_list_hosts_sync(ctx.client->proxy(), domain.c_str(), &hosts, nullptr,
                                           &error))
         return Fail(ctx, Client::Failed(error));
+    /* A timestamp is the host's last renewal in seconds of its own monotonic clock (that
+     * is sanlock's): it tells renewals of one host apart, never a date. */
     printf("%-7s %-10s %-8s %s\n", "HOST ID", "GENERATION", "STATE", "TIMESTAMP");
     GVariantIter iter;
     g_variant_iter_init(&iter, hosts);
     guint64 id, generation, timestamp;
     const char *state;
     while (g_variant_iter_next(&iter, "(tt&st)", &id, &generation, &state, &timestamp))
-        printf("%-7llu %-10llu %-8s %s\n", static_cast<unsigned long long>(id),
-               static_cast<unsigned long long>(generation), state, Timestamp(timestamp).c_str());
+        printf("%-7llu %-10llu %-8s %llu\n", static_cast<unsigned long long>(id),
+               static_cast<unsigned long long>(generation), state,
+               static_cast<unsigned long long>(timestamp));
     return 0;
 }
 

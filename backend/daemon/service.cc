@@ -23,6 +23,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "backend/daemon/dbus_api.h"
@@ -185,6 +186,28 @@ struct Service::JobRecord {
     std::optional<GcReport> report;    /* guarded by mu: a gc job's report */
 };
 
+/* The keys a life-cycle call holds; when the last reference goes, the calls waiting for
+ * them may start. Made and dropped on the main loop only. */
+class Service::Hold {
+public:
+    Hold(Service *service, std::vector<std::string> keys)
+        : service_(service), keys_(std::move(keys))
+    {
+    }
+    ~Hold()
+    {
+        for (const auto &key : keys_)
+            service_->held_.erase(key);
+        service_->StartQueued();
+    }
+    Hold(const Hold &) = delete;
+    Hold &operator=(const Hold &) = delete;
+
+private:
+    Service *service_;
+    std::vector<std::string> keys_;
+};
+
 /* Turns a D-Bus method's handle-* signal into a call of the member function. */
 template <typename... Args>
 struct Service::Handler<void (Service::*)(GDBusMethodInvocation *, Args...)> {
@@ -301,16 +324,25 @@ Service::~Service()
 Status Service::Start()
 {
     for (const auto &path : config_.domains) {
-        auto opened = OpenEntry(path);
-        if (!opened.ok()) {
-            Log(LogLevel::kError, _("cannot attach domain %s listed in the configuration: %s"),
-                path.c_str(), opened.status().ToString().c_str());
-            continue;
+        Found found = Probe(path);
+        std::shared_ptr<AttachedDomain> entry;
+        if (found.info.ok() && domains_.count(found.info->uuid)) {
+            entry = domains_[found.info->uuid]; /* listed twice, under two names */
+        } else {
+            auto opened = found.info.ok() ? OpenEntry(path, *found.info)
+                                          : Result<std::shared_ptr<AttachedDomain>>(
+                                                found.info.status());
+            if (!opened.ok()) {
+                Log(LogLevel::kError,
+                    _("cannot attach domain %s listed in the configuration: %s"), path.c_str(),
+                    opened.status().ToString().c_str());
+                continue;
+            }
+            entry = Adopt(std::move(*opened));
         }
-        auto entry = Adopt(std::move(*opened));
         entry->paths.insert(path);
-        if (auto real = RealPath(path))
-            entry->paths.insert(*real);
+        if (found.real)
+            entry->paths.insert(*found.real);
     }
     SDM_RETURN_IF_ERROR(Listen());
     if (config_.gc_interval > 0)
@@ -433,15 +465,46 @@ void Service::Stop(std::chrono::milliseconds grace, std::function<void(bool clea
 
 void Service::CheckStopped()
 {
-    if (!stopping_ || !stop_timer_ || worker_calls_ > 0)
+    if (!stopping_ || !stop_timer_ || worker_calls_ > 0 || leaving_ >= 0)
         return;
     for (const auto &[id, record] : records_) {
         if (!record->settled)
             return;
     }
+    /* Last, the lockspaces, waited for: sanlock drops a lockspace a moment after it is
+     * asked to, and an sdmd started meanwhile would find it joined, then lose it. */
+    leaving_ = 0;
+    for (const auto &[uuid, entry] : domains_) {
+        if (!entry->sanlock)
+            continue;
+        leaving_++;
+        OffMainLoop(
+            [entry] {
+                {
+                    std::lock_guard lock(entry->open_mu);
+                    entry->domain.reset();
+                }
+                Status left = entry->sanlock->Leave();
+                if (!left.ok())
+                    Log(LogLevel::kInfo, _("domain %s: staying in its lockspace: %s"),
+                        entry->info.uuid.c_str(), left.ToString().c_str());
+            },
+            [this] {
+                if (--leaving_ == 0)
+                    FinishStop(true);
+            });
+    }
+    if (leaving_ == 0)
+        FinishStop(true);
+}
+
+void Service::FinishStop(bool clean)
+{
+    if (!stop_timer_)
+        return;
     g_source_remove(stop_timer_);
     stop_timer_ = 0;
-    stopped_(true);
+    stopped_(clean);
 }
 
 /* --- connections and who may connect --- */
@@ -562,17 +625,31 @@ Result<DomainOptions> Service::DomainOptionsFor(const DomainInfo &info) const
     return options;
 }
 
-Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path) const
+Service::Found Service::Probe(const std::string &path)
 {
-    /* The lockspace's name is in the domain's metadata: read it before choosing leases. */
+    /* The uuid and the lockspace's name are in the domain's metadata: read it without
+     * attaching (an attachment takes leases). */
     auto info = Domain::Inspect(path);
-    if (!info.ok())
-        return info.status();
-    SDM_RETURN_IF_ERROR(Domain::Usable(*info));
+    return {info, RealPath(path)};
+}
+
+Result<std::shared_ptr<Service::AttachedDomain>> Service::OpenEntry(const std::string &path,
+                                                                    const DomainInfo &info) const
+{
+    SDM_RETURN_IF_ERROR(Domain::Usable(info));
     auto entry = std::make_shared<AttachedDomain>();
-    entry->info = *info;
+    entry->info = info;
     entry->path = path;
+    /* sanlock refuses to join a lockspace while this host is leaving it (kBusy): the sdmd
+     * before this one leaves it as it stops, and a join right after would fail, or,
+     * asked a moment earlier, find it joined and lose it when the leave ends. */
+    const auto deadline = std::chrono::steady_clock::now() + DomainOptions().lock_timeout;
     auto options = DomainOptionsFor(entry->info);
+    while (!options.ok() && options.status().code() == ErrorCode::kBusy &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        options = DomainOptionsFor(entry->info);
+    }
     if (!options.ok())
         return options.status();
     entry->options = *options;
@@ -599,6 +676,12 @@ Result<std::shared_ptr<Service::AttachedDomain>> Service::Find(const std::string
         if (entry->paths.count(domain) || entry->paths.count(canonical))
             return entry;
     }
+    if (auto doing = HeldBy(domain))
+        return Status::Error(ErrorCode::kNotFound,
+                             Printf(_("domain '%s' is not attached now: sdmd is %s it (as it "
+                                      "does for a pool that starts, or after a restart); "
+                                      "retry once that ends, in a few seconds"),
+                                    domain.c_str(), doing->c_str()));
     return Status::Error(ErrorCode::kNotFound,
                          Printf(_("no attached domain '%s'; attach it first (sdm attach PATH) "
                                   "or see the attached ones (sdm domains)"),
@@ -620,6 +703,69 @@ std::shared_ptr<Service::AttachedDomain> Service::Adopt(std::shared_ptr<Attached
      * earlier sdmd of this host left (its owner lease is this one's now). */
     SubmitSweep(entry, false, nullptr);
     return entry;
+}
+
+void Service::ForgetStalePaths(const std::string &path, const Found &found)
+{
+    if (!found.info.ok() && found.info.status().code() != ErrorCode::kNotFound)
+        return; /* unreadable now (storage trouble): nothing is known to have changed */
+    const std::string uuid = found.info.ok() ? found.info->uuid : "";
+    std::set<std::string> names = {CanonicalPath(path)};
+    if (found.real)
+        names.insert(*found.real);
+    for (auto &[known, entry] : domains_) {
+        if (known == uuid)
+            continue;
+        size_t before = entry->paths.size();
+        std::erase_if(entry->paths,
+                      [&](const std::string &p) { return names.count(CanonicalPath(p)) > 0; });
+        if (entry->paths.size() == before)
+            continue;
+        if (uuid.empty())
+            Log(LogLevel::kWarning,
+                _("domain %s is no longer at %s: the directory holds no domain now; the domain "
+                  "stays attached under its uuid, detach it (sdm detach UUID) if it is gone"),
+                known.c_str(), path.c_str());
+        else
+            Log(LogLevel::kWarning,
+                _("domain %s is no longer at %s: domain %s is there now; the old one stays "
+                  "attached under its uuid, detach it (sdm detach UUID) if it is gone"),
+                known.c_str(), path.c_str(), uuid.c_str());
+    }
+}
+
+/* --- the life cycle --- */
+
+void Service::Serialize(std::vector<std::string> keys, const char *doing,
+                        std::function<void(HoldPtr)> run)
+{
+    queued_.push_back({std::move(keys), doing, std::move(run)});
+    StartQueued();
+}
+
+void Service::StartQueued()
+{
+    for (auto it = queued_.begin(); it != queued_.end();) {
+        if (std::any_of(it->keys.begin(), it->keys.end(),
+                        [this](const std::string &key) { return held_.count(key) > 0; })) {
+            ++it;
+            continue;
+        }
+        Queued call = std::move(*it);
+        queued_.erase(it);
+        for (const auto &key : call.keys)
+            held_[key] = call.doing;
+        call.run(std::make_shared<Hold>(this, std::move(call.keys)));
+        it = queued_.begin(); /* the call may have changed the queue */
+    }
+}
+
+std::optional<std::string> Service::HeldBy(const std::string &domain) const
+{
+    auto it = held_.find(!domain.empty() && domain[0] == '/' ? CanonicalPath(domain) : domain);
+    if (it == held_.end())
+        return std::nullopt;
+    return it->second;
 }
 
 GVariant *Service::DomainDict(const AttachedDomain &entry) const
@@ -981,26 +1127,38 @@ void Service::FormatDomain(GDBusMethodInvocation *invocation, const char *path,
     auto decoded = dbus::DecodeFormatDomain(path, options);
     if (!decoded.ok())
         return dbus::ReturnError(invocation, decoded.status());
-    FormatParams params = *decoded;
-
-    auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
     std::string where = path;
-    uint32_t host_id = config_.host_id;
+    Serialize({CanonicalPath(where)}, "formatting",
+              [this, invocation, where, params = *decoded](HoldPtr hold) {
+                  FormatHeld(invocation, where, params, std::move(hold));
+              });
+}
+
+void Service::FormatHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                         const FormatParams &params, HoldPtr hold)
+{
+    auto result = std::make_shared<std::optional<Result<DomainInfo>>>();
+    auto real = std::make_shared<std::optional<std::string>>();
     bool sanlock = config_.lease_backend == LeaseBackend::kSanlock;
     /* The areas are written before the format's commit: a domain.meta on storage means
      * its lockspace and domain lease are there too. */
+    FormatParams with_areas = params;
     if (sanlock)
-        params.write_lease_areas = [](const DomainInfo &info) {
+        with_areas.write_lease_areas = [](const DomainInfo &info) {
             return SanlockLeaseManager::FormatAreas(SanlockGeometryOf(info));
         };
-    OffMainLoop([result, where, params] { *result = Domain::Format(where, params); },
-                [result, invocation, host_id] {
+    OffMainLoop([result, real, where, with_areas] {
+                    *result = Domain::Format(where, with_areas);
+                    *real = RealPath(where);
+                },
+                [this, result, real, invocation, where, hold] {
                     const Result<DomainInfo> &info = **result;
                     if (!info.ok())
                         return dbus::ReturnError(invocation, info.status());
                     Log(LogLevel::kInfo, _("formatted domain %s at %s"), info->uuid.c_str(),
                         info->path.c_str());
-                    ReturnDict(invocation, dbus::DomainToDict({*info, host_id, false}));
+                    ForgetStalePaths(where, {info, *real});
+                    ReturnDict(invocation, dbus::DomainToDict({*info, config_.host_id, false}));
                 });
 }
 
@@ -1009,33 +1167,56 @@ void Service::AttachDomain(GDBusMethodInvocation *invocation, const char *path)
     Status status = dbus::CheckAbsolutePath(path, _("domain path"));
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
-    if (auto attached = Find(path); attached.ok())
-        return ReturnDict(invocation, DomainDict(**attached));
-
-    struct Opened {
-        std::optional<Result<std::shared_ptr<AttachedDomain>>> entry;
-        std::optional<std::string> real;
-    };
-    auto opened = std::make_shared<Opened>();
     std::string where = path;
-    OffMainLoop(
-        [this, opened, where] {
-            opened->entry.emplace(OpenEntry(where));
-            opened->real = RealPath(where);
-        },
-        [this, opened, where, invocation] {
-            auto &fresh = *opened->entry;
-            if (!fresh.ok())
-                return dbus::ReturnError(invocation, fresh.status());
-            /* Attached meanwhile, or under another path: the first handle stays. */
-            auto existing = domains_.find((*fresh)->info.uuid);
-            auto entry = existing != domains_.end() ? existing->second
-                                                    : Adopt(std::move(*fresh));
-            entry->paths.insert(where);
-            if (opened->real)
-                entry->paths.insert(*opened->real);
-            ReturnDict(invocation, DomainDict(*entry));
+    Serialize({CanonicalPath(where)}, "attaching", [this, invocation, where](HoldPtr hold) {
+        AttachHeld(invocation, where, std::move(hold));
+    });
+}
+
+/* A path already known still names the domain it was attached from only if that domain
+ * is the one there now: one removed and formatted anew at the same path is another. */
+void Service::AttachHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                         HoldPtr path_hold)
+{
+    auto found = std::make_shared<std::optional<Found>>();
+    OffMainLoop([found, where] { found->emplace(Probe(where)); }, [this, found, where,
+                                                                   invocation, path_hold] {
+        const Found &there = **found;
+        ForgetStalePaths(where, there);
+        if (!there.info.ok()) {
+            if (auto known = Find(where); known.ok())
+                /* Unreadable now (storage trouble): the handle stays what it was. */
+                return ReturnDict(invocation, DomainDict(**known));
+            return dbus::ReturnError(invocation, there.info.status());
+        }
+        Serialize({there.info->uuid}, "attaching",
+                  [this, invocation, where, there, path_hold](HoldPtr uuid_hold) {
+            auto known = domains_.find(there.info->uuid);
+            if (known != domains_.end()) {
+                /* Attached already, maybe under another path. */
+                known->second->paths.insert(where);
+                if (there.real)
+                    known->second->paths.insert(*there.real);
+                return ReturnDict(invocation, DomainDict(*known->second));
+            }
+            auto opened =
+                std::make_shared<std::optional<Result<std::shared_ptr<AttachedDomain>>>>();
+            OffMainLoop(
+                [this, opened, where, info = *there.info] {
+                    opened->emplace(OpenEntry(where, info));
+                },
+                [this, opened, where, real = there.real, invocation, path_hold, uuid_hold] {
+                    auto &fresh = **opened;
+                    if (!fresh.ok())
+                        return dbus::ReturnError(invocation, fresh.status());
+                    auto entry = Adopt(std::move(*fresh));
+                    entry->paths.insert(where);
+                    if (real)
+                        entry->paths.insert(*real);
+                    ReturnDict(invocation, DomainDict(*entry));
+                });
         });
+    });
 }
 
 void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain)
@@ -1043,36 +1224,50 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
     auto entry = Find(domain);
     if (!entry.ok())
         return dbus::ReturnError(invocation, entry.status());
-    const std::string uuid = (*entry)->info.uuid;
-    if ((*entry)->jobs > 0)
-        return dbus::ReturnError(
-            invocation,
-            Status::Error(ErrorCode::kBusy,
-                          Printf(_("domain %s has %d unfinished jobs; wait for them or cancel "
-                                   "them (sdm jobs, sdm cancel JOB), then detach"),
-                                 uuid.c_str(), (*entry)->jobs)));
-    auto detached = *entry;
-    domains_.erase(uuid);
-    Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
-    auto left = std::make_shared<Status>();
-    OffMainLoop(
-        [detached, left] {
-            {
-                /* The attachment's domain and owner leases go with the engine's Domain;
-                 * job records that outlive the detach keep only the entry. */
-                std::lock_guard lock(detached->open_mu);
-                detached->domain.reset();
-            }
-            if (detached->sanlock)
-                *left = detached->sanlock->Leave();
-        },
-        [this, left, uuid, invocation] {
-            if (!left->ok())
-                Log(LogLevel::kWarning,
-                    _("domain %s is detached but this host is still in its lockspace: %s"),
-                    uuid.c_str(), left->ToString().c_str());
-            sdm_manager_complete_detach_domain(skeleton_, invocation);
-        });
+    std::vector<std::string> keys = {(*entry)->info.uuid};
+    for (const auto &path : (*entry)->paths)
+        keys.push_back(CanonicalPath(path));
+    Serialize(std::move(keys), "detaching", [this, invocation, target = *entry](HoldPtr hold) {
+        const std::string uuid = target->info.uuid;
+        auto again = Find(uuid); /* a detach queued before this one may have ended it */
+        if (!again.ok() || *again != target)
+            return dbus::ReturnError(
+                invocation, again.ok() ? Status::Error(ErrorCode::kNotFound,
+                                                       Printf(_("domain %s was detached "
+                                                                "meanwhile"),
+                                                              uuid.c_str()))
+                                       : again.status());
+        if (target->jobs > 0)
+            return dbus::ReturnError(
+                invocation,
+                Status::Error(ErrorCode::kBusy,
+                              Printf(_("domain %s has %d unfinished jobs; wait for them or "
+                                       "cancel them (sdm jobs, sdm cancel JOB), then detach"),
+                                     uuid.c_str(), target->jobs)));
+        domains_.erase(uuid);
+        Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
+        /* The keys stay held until the lockspace is left: an attach that came now would
+         * join a lockspace that is about to go. */
+        auto left = std::make_shared<Status>();
+        OffMainLoop(
+            [target, left] {
+                {
+                    /* The attachment's domain and owner leases go with the engine's Domain;
+                     * job records that outlive the detach keep only the entry. */
+                    std::lock_guard lock(target->open_mu);
+                    target->domain.reset();
+                }
+                if (target->sanlock)
+                    *left = target->sanlock->Leave();
+            },
+            [this, left, uuid, invocation, hold] {
+                if (!left->ok())
+                    Log(LogLevel::kWarning,
+                        _("domain %s is detached but this host is still in its lockspace: %s"),
+                        uuid.c_str(), left->ToString().c_str());
+                sdm_manager_complete_detach_domain(skeleton_, invocation);
+            });
+    });
 }
 
 void Service::ListDomains(GDBusMethodInvocation *invocation)
@@ -1343,11 +1538,10 @@ void Service::ListHosts(GDBusMethodInvocation *invocation, const char *domain)
     };
     switch (config_.lease_backend) {
     case LeaseBackend::kLocal: {
-        /* Local leases know one host: this one, alive since it answers. */
-        auto now = std::chrono::system_clock::now().time_since_epoch();
+        /* Local leases know one host: this one, alive since it answers. Its timestamp is
+         * what sanlock's would be: now, in seconds of the host's monotonic clock. */
         **hosts = {{config_.host_id, 0, kHostLive,
-                    static_cast<uint64_t>(
-                        std::chrono::duration_cast<std::chrono::seconds>(now).count())}};
+                    static_cast<uint64_t>(g_get_monotonic_time() / G_USEC_PER_SEC)}};
         return reply();
     }
     case LeaseBackend::kSanlock:
@@ -1481,76 +1675,104 @@ static Status ConfirmEnd(int control, OpObserver *observer)
 void Service::RemoveDomain(GDBusMethodInvocation *invocation, const char *path)
 {
     Status status = dbus::CheckAbsolutePath(path, _("domain path"));
-    if (status.ok()) {
-        if (auto attached = Find(path); attached.ok())
-            status = Status::Error(ErrorCode::kBusy,
-                                   Printf(_("domain %s at %s is attached on this host; detach "
-                                            "it first (sdm detach, or virsh pool-destroy)"),
-                                          (*attached)->info.uuid.c_str(), path));
-    }
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
-    auto removed = std::make_shared<Status>();
     std::string where = path;
-    OffMainLoop(
-        [this, removed, where] {
-            auto entry = OpenEntry(where);
-            *removed = entry.ok() ? RemoveOpened(**entry) : entry.status();
-        },
-        [this, removed, where, invocation] {
-            if (!removed->ok())
-                return dbus::ReturnError(invocation, *removed);
-            Log(LogLevel::kInfo, _("removed the domain at %s"), where.c_str());
-            sdm_manager_complete_remove_domain(skeleton_, invocation);
+    Serialize({CanonicalPath(where)}, "removing", [this, invocation, where](HoldPtr hold) {
+        RemoveHeld(invocation, where, std::move(hold));
+    });
+}
+
+void Service::RemoveHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                         HoldPtr path_hold)
+{
+    auto found = std::make_shared<std::optional<Found>>();
+    OffMainLoop([found, where] { found->emplace(Probe(where)); }, [this, found, where,
+                                                                   invocation, path_hold] {
+        const Found &there = **found;
+        ForgetStalePaths(where, there);
+        if (!there.info.ok())
+            return dbus::ReturnError(invocation, there.info.status());
+        Serialize({there.info->uuid}, "removing", [this, invocation, where, read = *there.info,
+                                                   path_hold](HoldPtr uuid_hold) {
+            if (domains_.count(read.uuid))
+                return dbus::ReturnError(
+                    invocation,
+                    Status::Error(ErrorCode::kBusy,
+                                  Printf(_("domain %s at %s is attached on this host; detach "
+                                           "it first (sdm detach, or virsh pool-destroy)"),
+                                         read.uuid.c_str(), where.c_str())));
+            auto removed = std::make_shared<Status>();
+            OffMainLoop(
+                [this, removed, where, read] {
+                    auto entry = OpenEntry(where, read);
+                    if (!entry.ok()) {
+                        *removed = entry.status();
+                        return;
+                    }
+                    *removed = RemoveOpened(**entry);
+                },
+                [this, removed, where, invocation, path_hold, uuid_hold] {
+                    if (!removed->ok())
+                        return dbus::ReturnError(invocation, *removed);
+                    Log(LogLevel::kInfo, _("removed the domain at %s"), where.c_str());
+                    sdm_manager_complete_remove_domain(skeleton_, invocation);
+                });
         });
+    });
 }
 
 void Service::UpgradeDomain(GDBusMethodInvocation *invocation, const char *path)
 {
     Status status = dbus::CheckAbsolutePath(path, _("domain path"));
-    if (status.ok()) {
-        if (auto attached = Find(path); attached.ok())
-            status = Status::Error(ErrorCode::kBusy,
-                                   Printf(_("domain %s at %s is attached on this host; detach "
-                                            "it on every host first (sdm detach, or virsh "
-                                            "pool-destroy), then upgrade"),
-                                          (*attached)->info.uuid.c_str(), path));
-    }
     if (!status.ok())
         return dbus::ReturnError(invocation, status);
-    auto result = std::make_shared<std::optional<Result<UpgradeReport>>>();
     std::string where = path;
-    OffMainLoop(
-        [this, result, where] {
-            auto info = Domain::Inspect(where);
-            auto options = info.ok() ? DomainOptionsFor(*info) : Result<DomainOptions>(info.status());
-            if (!options.ok()) {
-                *result = options.status();
-                return;
-            }
-            /* The upgrade takes the domain lease exclusively: this host joins the lockspace
-             * for it, and leaves again. */
-            auto sanlock = std::dynamic_pointer_cast<SanlockLeaseManager>(options->leases);
-            if (sanlock) {
-                Status joined = sanlock->WaitJoined(options->lock_timeout);
-                if (!joined.ok()) {
-                    *result = joined;
+    /* One at a time with attach, detach, format and remove of the same path. */
+    Serialize({CanonicalPath(where)}, "upgrading", [this, invocation, where](HoldPtr hold) {
+        if (auto attached = Find(where); attached.ok())
+            return dbus::ReturnError(
+                invocation,
+                Status::Error(ErrorCode::kBusy,
+                              Printf(_("domain %s at %s is attached on this host; detach it "
+                                       "on every host first (sdm detach, or virsh "
+                                       "pool-destroy), then upgrade"),
+                                     (*attached)->info.uuid.c_str(), where.c_str())));
+        auto result = std::make_shared<std::optional<Result<UpgradeReport>>>();
+        OffMainLoop(
+            [this, result, where] {
+                auto info = Domain::Inspect(where);
+                auto options =
+                    info.ok() ? DomainOptionsFor(*info) : Result<DomainOptions>(info.status());
+                if (!options.ok()) {
+                    *result = options.status();
                     return;
                 }
-                options->generation = sanlock->generation();
-            }
-            *result = Domain::Upgrade(where, *options);
-            if (sanlock)
-                (void)sanlock->Leave();
-        },
-        [result, where, invocation] {
-            const Result<UpgradeReport> &report = **result;
-            if (!report.ok())
-                return dbus::ReturnError(invocation, report.status());
-            Log(LogLevel::kInfo, _("upgraded the domain at %s from format %u to %u"),
-                where.c_str(), report->from_version, report->to_version);
-            ReturnDict(invocation, dbus::UpgradeReportToDict(*report));
-        });
+                /* The upgrade takes the domain lease exclusively: this host joins the
+                 * lockspace for it, and leaves again. */
+                auto sanlock = std::dynamic_pointer_cast<SanlockLeaseManager>(options->leases);
+                if (sanlock) {
+                    Status joined = sanlock->WaitJoined(options->lock_timeout);
+                    if (!joined.ok()) {
+                        (void)sanlock->Leave();
+                        *result = joined;
+                        return;
+                    }
+                    options->generation = sanlock->generation();
+                }
+                *result = Domain::Upgrade(where, *options);
+                if (sanlock)
+                    (void)sanlock->Leave();
+            },
+            [result, where, invocation, hold] {
+                const Result<UpgradeReport> &report = **result;
+                if (!report.ok())
+                    return dbus::ReturnError(invocation, report.status());
+                Log(LogLevel::kInfo, _("upgraded the domain at %s from format %u to %u"),
+                    where.c_str(), report->from_version, report->to_version);
+                ReturnDict(invocation, dbus::UpgradeReportToDict(*report));
+            });
+    });
 }
 
 /* Removes a domain opened for that alone; with sanlock, only while no other host is live

@@ -45,8 +45,8 @@ public:
     Status Start();
 
     /* Stops accepting, cancels every job and returns at once; `done` runs on the main
-     * loop when all jobs and worker calls have ended, or with false when `grace` passes
-     * first. */
+     * loop when all jobs and worker calls have ended and the lockspaces this sdmd joined
+     * are left, or with false when `grace` passes first. */
     void Stop(std::chrono::milliseconds grace, std::function<void(bool clean)> done);
 
     /* Whether this host's lockspace of some attached domain is failing or lost: then
@@ -75,12 +75,49 @@ private:
 
     /* --- domains --- */
     Result<DomainOptions> DomainOptionsFor(const DomainInfo &info) const;
-    /* Reads the domain at `path` and prepares its entry (joining its lockspace with
-     * sanlock leases); blocks, so off the main loop except at Start. */
-    Result<std::shared_ptr<AttachedDomain>> OpenEntry(const std::string &path) const;
+    /* What is at a path now: the domain there (its metadata), and the path resolved. */
+    struct Found {
+        Result<DomainInfo> info;
+        std::optional<std::string> real;
+    };
+    /* Reads what is at `path`. Blocks on storage: off the main loop. */
+    static Found Probe(const std::string &path);
+    /* Prepares the entry of the domain `info`, read at `path` (joining its lockspace with
+     * sanlock leases). A lockspace this host is still leaving (sdmd restarted, say) is
+     * waited for, up to the lock timeout, and then joined again. Blocks, so off the main
+     * loop except at Start. */
+    Result<std::shared_ptr<AttachedDomain>> OpenEntry(const std::string &path,
+                                                      const DomainInfo &info) const;
     Result<std::shared_ptr<AttachedDomain>> Find(const std::string &domain) const;
     std::shared_ptr<AttachedDomain> Adopt(std::shared_ptr<AttachedDomain> entry);
+    /* What `found` read at `path` holds no domain, or another one: an attached domain known
+     * by that path (or its resolved form) no longer answers to it. */
+    void ForgetStalePaths(const std::string &path, const Found &found);
     GVariant *DomainDict(const AttachedDomain &entry) const;
+
+    /* --- the life cycle: attach, detach, remove and format ---
+     * They run one at a time per domain: each holds keys (canonical paths, uuids) from
+     * its start until the Hold it was given goes, and one that needs a held key waits for
+     * it. A key is taken with all others of a call at once; an attach or remove takes its
+     * path first and the uuid found there next, never the other way round, so no two
+     * wait for each other. Main loop only. */
+    class Hold;
+    using HoldPtr = std::shared_ptr<Hold>;
+    /* Runs `run` on the main loop as soon as none of `keys` is held; `doing` says what
+     * holds them ("attaching", ...), for the messages of calls that find them held. */
+    void Serialize(std::vector<std::string> keys, const char *doing,
+                   std::function<void(HoldPtr)> run);
+    void StartQueued();
+    /* Why `domain` (a path or uuid) is not attached now, if a life-cycle call holds it. */
+    std::optional<std::string> HeldBy(const std::string &domain) const;
+    /* The life-cycle calls, once their path is held. Attach and remove read what is at
+     * the path first, then hold its uuid too. */
+    void FormatHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                    const FormatParams &params, HoldPtr hold);
+    void AttachHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                    HoldPtr path_hold);
+    void RemoveHeld(GDBusMethodInvocation *invocation, const std::string &where,
+                    HoldPtr path_hold);
 
     /* --- jobs --- */
     using Work = std::function<Status(OpObserver &observer, JobRecord &record)>;
@@ -105,6 +142,7 @@ private:
     /* Runs `work` on GLib's worker pool, then `done` on the main loop. */
     void OffMainLoop(std::function<void()> work, std::function<void()> done);
     void CheckStopped();
+    void FinishStop(bool clean);
 
     /* --- D-Bus methods, in the order of xml/org.libvirt.Sdm1.xml --- */
     void GetStatus(GDBusMethodInvocation *invocation);
@@ -181,6 +219,13 @@ private:
     guint lockspace_timer_ = 0;
 
     std::map<std::string, std::shared_ptr<AttachedDomain>> domains_; /* by uuid */
+    struct Queued {
+        std::vector<std::string> keys;
+        std::string doing;
+        std::function<void(HoldPtr)> run;
+    };
+    std::map<std::string, std::string> held_; /* life-cycle key -> what holds it */
+    std::list<Queued> queued_;                /* life-cycle calls waiting for keys */
     std::map<std::string, std::shared_ptr<JobRecord>> records_;     /* by job id */
     int worker_calls_ = 0;
 
@@ -189,6 +234,7 @@ private:
     guint drain_source_ = 0;         /* guarded by events_mu_ */
 
     bool stopping_ = false;
+    int leaving_ = -1;               /* lockspaces a stop still leaves; -1 before it starts */
     guint stop_timer_ = 0;
     std::function<void(bool)> stopped_;
 };

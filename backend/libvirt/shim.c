@@ -8,9 +8,12 @@
  * on-storage layout, and the shim never touches a domain's files itself.
  *
  * Threading: libvirt calls pool callbacks with the pool object locked, and buildVol,
- * buildVolFrom and refreshVol of a volume being built with it unlocked, from any worker
- * thread. The shim's own state is the per-socket client table and the table of planned
- * volumes, each behind its own mutex; SdmClient is thread-safe. */
+ * buildVolFrom, wipeVol, the transfers and refreshVol of a volume being built with it
+ * unlocked, from any worker thread. Nothing that may wait on another host (a lease)
+ * runs under the pool lock: deleteVol and resizeVol unlock it around their sdmd call, as
+ * libvirt does around a wipe (docs/libvirt-backend.md). The shim's own state is the
+ * per-socket client table, the table of planned volumes and the watched pools, each
+ * behind its own mutex; SdmClient is thread-safe. */
 #include <config.h>
 
 #include <dlfcn.h>
@@ -108,6 +111,17 @@ static void sdmReportError(const char *pool, const char *what, const GError *err
     }
     virReportError(code, _("storage domain pool '%s': %s failed: %s"), pool, what,
                    error->message);
+}
+
+/* sdmReportError for a call that makes volume `volume`: libvirt words the error of a name
+ * taken as "storage volume %s exists already", which the text must fit. */
+static void sdmReportVolumeError(const char *pool, const char *volume, const char *what,
+                                 const GError *error)
+{
+    if (!g_error_matches(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_ALREADY_EXISTS))
+        return sdmReportError(pool, what, error);
+    virReportError(VIR_ERR_STORAGE_VOL_EXIST, _("'%s' of storage domain pool '%s' (%s: %s)"),
+                   volume, pool, what, error->message);
 }
 
 /* ---- which pools are ours ---- */
@@ -270,46 +284,168 @@ static void sdmPoolSpace(virStoragePoolDef *def)
     def->allocation = def->capacity - (unsigned long long)sb.f_frsize * sb.f_bfree;
 }
 
-/* Replaces nothing: adds `volumes` (sdmd's list) to the pool's empty volume list and sets
- * the pool's space. ILLEGAL volumes (a write under way, or one that failed) are listed, so
- * that their names show as taken and vol-delete, vol-upload and vol-wipe reach them, but
- * refreshVol refuses them: vol-info, vol-dumpxml, a clone from them and a guest's
- * volume disk fail with the reason. Called with the pool locked. */
-static int sdmPoolFill(virStoragePoolObj *obj, GPtrArray *volumes)
+/* A listed volume's definition from sdmd's row; `by_uuid` (uuid -> SdmVolumeInfo of the
+ * same listing) gives a backing store its format. */
+static void sdmFillListed(virStorageVolDef *vol, const SdmVolumeInfo *info,
+                          GHashTable *by_uuid)
+{
+    sdmFillVolDef(vol, info);
+    const SdmVolumeInfo *parent = info->parent ? g_hash_table_lookup(by_uuid, info->parent)
+                                               : NULL;
+    if (parent && vol->target.backingStore)
+        vol->target.backingStore->format = sdmFormatFromName(parent->format);
+}
+
+/* Matching the pool's volumes against sdmd's listing (sdmPoolSync). */
+typedef struct {
+    GHashTable *by_uuid;  /* uuid -> SdmVolumeInfo, the whole listing */
+    GHashTable *unmatched; /* name -> SdmVolumeInfo, those the pool does not have yet */
+    GPtrArray *stale;     /* virStorageVolDef the listing no longer has */
+    bool exact;           /* no busy volume had to stay as it was */
+} SdmSync;
+
+/* A volume that a libvirt call works on with the pool unlocked holds a pointer to its
+ * definition: one being built, or in use by a delete, resize, wipe or transfer. */
+static bool sdmVolumeBusy(const virStorageVolDef *vol)
+{
+    return vol->building || vol->in_use > 0;
+}
+
+static int sdmSyncVolume(virStorageVolDef *vol, const void *opaque)
+{
+    SdmSync *sync = (SdmSync *)opaque;
+    const SdmVolumeInfo *info = g_hash_table_lookup(sync->unmatched, vol->name);
+    bool same = info && g_strcmp0(info->key, vol->key) == 0;
+    if (sdmVolumeBusy(vol)) {
+        /* Kept as it is. One being built is not listed until it commits; any other that
+         * the listing lacks is stale once the call ends: the next round lists again. */
+        if (info ? !same : !vol->building)
+            sync->exact = false;
+        if (info)
+            g_hash_table_remove(sync->unmatched, vol->name);
+        return 0;
+    }
+    if (!same) {
+        g_ptr_array_add(sync->stale, vol);
+        return 0;
+    }
+    sdmFillListed(vol, info, sync->by_uuid);
+    g_hash_table_remove(sync->unmatched, vol->name);
+    return 0;
+}
+
+/* Makes the pool's volume list sdmd's list `volumes` and sets the pool's space; volumes
+ * that a libvirt call is working on keep their definitions (sdmVolumeBusy). ILLEGAL
+ * volumes (a write under way, or one that failed) are listed, so that their names show as
+ * taken and vol-delete, vol-upload and vol-wipe reach them, but refreshVol refuses them:
+ * vol-info, vol-dumpxml, a clone from them and a guest's volume disk fail with the reason.
+ * Returns 1 when the list is sdmd's exactly, 0 when a busy volume stays as it was, -1
+ * with an error reported. Called with the pool locked. */
+static int sdmPoolSync(virStoragePoolObj *obj, GPtrArray *volumes)
 {
     virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
     g_autoptr(GHashTable) by_uuid = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GHashTable) unmatched = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GPtrArray) stale = g_ptr_array_new();
     for (guint i = 0; i < volumes->len; i++) {
         SdmVolumeInfo *info = g_ptr_array_index(volumes, i);
         g_hash_table_insert(by_uuid, info->uuid, info);
-    }
-    for (guint i = 0; i < volumes->len; i++) {
-        const SdmVolumeInfo *info = g_ptr_array_index(volumes, i);
-        virStorageVolDef *vol = g_new0(virStorageVolDef, 1);
-        vol->name = g_strdup(info->name);
-        sdmFillVolDef(vol, info);
-        const SdmVolumeInfo *parent = info->parent ? g_hash_table_lookup(by_uuid, info->parent)
-                                                   : NULL;
-        if (parent && vol->target.backingStore)
-            vol->target.backingStore->format = sdmFormatFromName(parent->format);
-        if (virStoragePoolObjAddVol(obj, vol) < 0) {
-            virStorageVolDefFree(vol);
+        if (!g_hash_table_insert(unmatched, info->name, info)) {
             virReportError(VIR_ERR_INTERNAL_ERROR,
                            _("pool '%s': volume '%s' (key %s) is listed twice"), def->name,
                            info->name, info->key);
             return -1;
         }
     }
+    SdmSync sync = {by_uuid, unmatched, stale, true};
+    virStoragePoolObjForEachVolume(obj, sdmSyncVolume, &sync);
+    for (guint i = 0; i < stale->len; i++)
+        virStoragePoolObjRemoveVol(obj, g_ptr_array_index(stale, i));
+    GHashTableIter iter;
+    gpointer value;
+    g_hash_table_iter_init(&iter, unmatched);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        const SdmVolumeInfo *info = value;
+        virStorageVolDef *vol = g_new0(virStorageVolDef, 1);
+        vol->name = g_strdup(info->name);
+        sdmFillListed(vol, info, by_uuid);
+        if (virStoragePoolObjAddVol(obj, vol) < 0) {
+            virStorageVolDefFree(vol);
+            virReportError(VIR_ERR_INTERNAL_ERROR,
+                           _("pool '%s': volume '%s' (key %s) clashes with another of the "
+                             "pool's volumes"),
+                           def->name, info->name, info->key);
+            return -1;
+        }
+    }
     sdmPoolSpace(def);
-    return 0;
+    return sync.exact ? 1 : 0;
+}
+
+/* ---- sdmd restarted without a pool's domain ---- */
+
+static bool sdmWatched(virStoragePoolObj *obj);
+
+/* Attaches the domain of active pool `obj` again: sdmd restarted without it (the domains
+ * of libvirt's pools are not in its configuration). NULL with `error` set if that fails;
+ * NULL without it for a pool being stopped (no longer active or watched: stopPool ends
+ * the watch under the pool lock before it detaches, so no attach here ever follows a
+ * detach there). Returns before the lockspace is joined. Called with the pool locked. */
+static SdmDomainInfo *sdmReattach(virStoragePoolObj *obj, SdmClient *client, GError **error)
+{
+    virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
+    if (!virStoragePoolObjIsActive(obj) || !sdmWatched(obj))
+        return NULL;
+    VIR_INFO("pool '%s': attaching storage domain %s again (sdmd restarted without it)",
+             def->name, def->target.path);
+    return sdm_client_attach_domain(client, def->target.path, error);
+}
+
+/* After a call on the domain of active pool `obj` failed with `error`: if sdmd does not
+ * serve the domain (a volume's not-found looks alike, so sdmd is asked), attaches it
+ * again and returns whether to make the call once more. Only a caller without the pool
+ * lock does: the call then waits for the lockspace join. Under the lock (`locked`),
+ * `error` becomes a retryable one that says so. */
+static bool sdmReattached(virStoragePoolObj *obj, SdmClient *client, bool locked,
+                          GError **error)
+{
+    const char *path = virStoragePoolObjGetDef(obj)->target.path;
+    if (!g_error_matches(*error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_NOT_FOUND))
+        return false;
+    g_autoptr(GError) lookup = NULL;
+    g_autoptr(SdmDomainInfo) served = sdm_client_get_domain(client, path, &lookup);
+    if (served || !g_error_matches(lookup, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_NOT_FOUND))
+        return false;
+    g_autoptr(GError) failed = NULL;
+    if (!locked)
+        virObjectLock(obj);
+    g_autoptr(SdmDomainInfo) attached = sdmReattach(obj, client, &failed);
+    if (!locked)
+        virObjectUnlock(obj);
+    if (!attached) {
+        if (failed) {
+            g_clear_error(error);
+            g_propagate_error(error, g_steal_pointer(&failed));
+        }
+        return false;
+    }
+    if (!locked)
+        return true;
+    g_clear_error(error);
+    g_set_error(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_BUSY,
+                _("sdmd had restarted without storage domain %s and is attaching it again "
+                  "now (joining its lockspace takes a few seconds); retry then"),
+                path);
+    return false;
 }
 
 /* ---- noticing other hosts' changes ---- */
 
 /* How often an active pool asks sdmd whether volumes came or went (one cheap call per
  * pool). Another host's create, clone or delete shows in this host's pool within this
- * interval plus one listing on a local or cluster filesystem; on NFS add the attribute
- * cache time of the domain's directory (acdirmin, 30 s by default). */
+ * interval plus one listing on a local or cluster filesystem, also while this host builds
+ * volumes; on NFS add the attribute cache time of the domain's directory (acdirmin, 30 s
+ * by default). */
 #define SDM_WATCH_INTERVAL_US (2 * G_USEC_PER_SEC)
 
 typedef struct {
@@ -330,7 +466,27 @@ static void sdmWatchFree(SdmWatch *watch)
     g_free(watch);
 }
 
-/* The domain's change token from sdmd, or NULL (sdmd away: try again next round). */
+/* The watch of `obj`, or NULL. Called with watchLock held. */
+static SdmWatch *sdmWatchOf(virStoragePoolObj *obj)
+{
+    for (guint i = 0; watches && i < watches->len; i++) {
+        SdmWatch *watch = g_ptr_array_index(watches, i);
+        if (watch->obj == obj)
+            return watch;
+    }
+    return NULL;
+}
+
+static bool sdmWatched(virStoragePoolObj *obj)
+{
+    g_mutex_lock(&watchLock);
+    bool watched = sdmWatchOf(obj) != NULL;
+    g_mutex_unlock(&watchLock);
+    return watched;
+}
+
+/* The domain's change token from sdmd, or NULL (sdmd away, or the domain not opened yet:
+ * try again next round). */
 static char *sdmChangeToken(virStoragePoolObj *obj)
 {
     g_autoptr(GError) error = NULL;
@@ -346,37 +502,34 @@ static char *sdmChangeToken(virStoragePoolObj *obj)
     }
     g_autoptr(SdmDomainInfo) info = sdm_client_get_domain(client, path, &error);
     if (!info && g_error_matches(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_NOT_FOUND)) {
-        /* sdmd restarted without this domain in its configuration: the pool is active
-         * in libvirt, so serve it again. */
         g_clear_error(&error);
-        VIR_INFO("re-attaching storage domain %s after an sdmd restart", path);
-        info = sdm_client_attach_domain(client, path, &error);
+        virObjectLock(obj);
+        info = sdmReattach(obj, client, &error);
+        virObjectUnlock(obj);
+        if (error)
+            VIR_WARN("cannot attach storage domain %s again: %s", path, error->message);
     }
     return info ? g_steal_pointer(&info->change_token) : NULL;
 }
 
-/* If the pool is idle (no volume being built, copied, uploaded or wiped), lists the domain
- * and replaces the pool's volume list. The listing runs under the pool lock, as a stock
- * refresh does: a list fetched before a local create committed must never replace a list
- * that already shows it. */
+/* Lists the domain and makes it the pool's volume list (sdmPoolSync); whether the list is
+ * now sdmd's exactly. The listing runs under the pool lock, as a stock refresh does: a
+ * list fetched before a local create committed must never replace a list that already
+ * shows it. Listing reads the domain and never waits on another host. */
 static bool sdmRelist(virStoragePoolObj *obj)
 {
     g_autoptr(GError) error = NULL;
-    bool done = false;
+    bool exact = false;
     virObjectLock(obj);
     SdmClient *client = sdmPoolClient(obj);
-    if (client && virStoragePoolObjIsActive(obj) && virStoragePoolObjGetAsyncjobs(obj) == 0) {
+    if (client && virStoragePoolObjIsActive(obj)) {
         g_autoptr(GPtrArray) volumes = sdm_client_list_volumes(
             client, virStoragePoolObjGetDef(obj)->target.path, &error);
-        if (volumes) {
-            virStoragePoolObjClearVols(obj);
-            done = sdmPoolFill(obj, volumes) == 0;
-        }
+        exact = volumes && sdmPoolSync(obj, volumes) == 1;
     }
-    if (!done)
-        virResetLastError();
+    virResetLastError();
     virObjectUnlock(obj);
-    return done;
+    return exact;
 }
 
 static gpointer sdmWatcherLoop(gpointer unused G_GNUC_UNUSED)
@@ -399,21 +552,15 @@ static gpointer sdmWatcherLoop(gpointer unused G_GNUC_UNUSED)
             if (!token)
                 continue;
             g_mutex_lock(&watchLock);
-            SdmWatch *watch = NULL;
-            for (guint j = 0; j < watches->len; j++)
-                if (((SdmWatch *)g_ptr_array_index(watches, j))->obj == obj)
-                    watch = g_ptr_array_index(watches, j);
+            SdmWatch *watch = sdmWatchOf(obj);
             bool changed = watch && g_strcmp0(watch->token, token) != 0;
             g_mutex_unlock(&watchLock);
             if (!changed || !sdmRelist(obj))
                 continue;
             g_mutex_lock(&watchLock);
-            for (guint j = 0; j < watches->len; j++) {
-                watch = g_ptr_array_index(watches, j);
-                if (watch->obj == obj) {
-                    g_free(watch->token);
-                    watch->token = g_steal_pointer(&token);
-                }
+            if ((watch = sdmWatchOf(obj))) {
+                g_free(watch->token);
+                watch->token = g_steal_pointer(&token);
             }
             g_mutex_unlock(&watchLock);
         }
@@ -428,10 +575,7 @@ static void sdmWatchStart(virStoragePoolObj *obj)
     g_mutex_lock(&watchLock);
     if (!watches)
         watches = g_ptr_array_new_with_free_func((GDestroyNotify)sdmWatchFree);
-    bool known = false;
-    for (guint i = 0; i < watches->len; i++)
-        known |= ((SdmWatch *)g_ptr_array_index(watches, i))->obj == obj;
-    if (!known) {
+    if (!sdmWatchOf(obj)) {
         SdmWatch *watch = g_new0(SdmWatch, 1);
         watch->obj = virObjectRef(obj);
         g_ptr_array_add(watches, watch);
@@ -448,12 +592,10 @@ static void sdmWatchStart(virStoragePoolObj *obj)
 static void sdmWatchRefreshFailed(virStoragePoolObj *obj)
 {
     g_mutex_lock(&watchLock);
-    for (guint i = 0; watches && i < watches->len; i++) {
-        SdmWatch *watch = g_ptr_array_index(watches, i);
-        if (watch->obj == obj) {
-            g_clear_pointer(&watch->token, g_free);
-            watch->refresh_failed = true;
-        }
+    SdmWatch *watch = sdmWatchOf(obj);
+    if (watch) {
+        g_clear_pointer(&watch->token, g_free);
+        watch->refresh_failed = true;
     }
     g_mutex_unlock(&watchLock);
 }
@@ -463,12 +605,10 @@ static bool sdmWatchTakeRefreshFailed(virStoragePoolObj *obj)
 {
     bool failed = false;
     g_mutex_lock(&watchLock);
-    for (guint i = 0; watches && i < watches->len; i++) {
-        SdmWatch *watch = g_ptr_array_index(watches, i);
-        if (watch->obj == obj) {
-            failed |= watch->refresh_failed;
-            watch->refresh_failed = false;
-        }
+    SdmWatch *watch = sdmWatchOf(obj);
+    if (watch) {
+        failed = watch->refresh_failed;
+        watch->refresh_failed = false;
     }
     g_mutex_unlock(&watchLock);
     return failed;
@@ -477,9 +617,9 @@ static bool sdmWatchTakeRefreshFailed(virStoragePoolObj *obj)
 static void sdmWatchStop(virStoragePoolObj *obj)
 {
     g_mutex_lock(&watchLock);
-    for (guint i = 0; watches && i < watches->len; i++)
-        if (((SdmWatch *)g_ptr_array_index(watches, i))->obj == obj)
-            g_ptr_array_remove_index_fast(watches, i--);
+    SdmWatch *watch = sdmWatchOf(obj);
+    if (watch)
+        g_ptr_array_remove_fast(watches, watch);
     g_mutex_unlock(&watchLock);
 }
 
@@ -496,6 +636,15 @@ static int sdmCheckPool(virStoragePoolObj *obj, bool *active)
     if (!client)
         return -1;
     g_autoptr(SdmDomainInfo) info = sdm_client_attach_domain(client, def->target.path, &error);
+    if (!info && g_error_matches(error, SDM_CLIENT_ERROR, SDM_CLIENT_ERROR_NOT_FOUND)) {
+        /* sdmd's advice is for its own CLI; a pool is built. */
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("storage domain pool '%s' is not built: %s holds no storage domain; "
+                         "build the pool first (virsh pool-build %s), which formats the "
+                         "directory or joins the domain another host formatted there"),
+                       def->name, def->target.path, def->name);
+        return -1;
+    }
     if (!info) {
         sdmReportError(def->name, "attaching the domain", error);
         return -1;
@@ -556,13 +705,16 @@ static int sdmStopPool(virStoragePoolObj *obj)
                  "again when sdmd answers", def->name);
         return 0;
     }
-    if (!(client = sdmPoolClient(obj)))
-        return -1;
-    if (!sdm_client_detach_domain(client, def->target.path, &error)) {
-        sdmReportError(def->name, "detaching the domain", error);
+    /* First: the watcher's next round neither lists this pool nor attaches its domain
+     * again (it checks the watch under the pool lock, which this call holds). */
+    sdmWatchStop(obj);
+    if (!(client = sdmPoolClient(obj)) ||
+        !sdm_client_detach_domain(client, def->target.path, &error)) {
+        if (error)
+            sdmReportError(def->name, "detaching the domain", error);
+        sdmWatchStart(obj); /* the pool stays active */
         return -1;
     }
-    sdmWatchStop(obj);
     return 0;
 }
 
@@ -599,9 +751,11 @@ static int sdmRefreshPool(virStoragePoolObj *obj)
         return stockDir->refreshPool(obj);
     g_autoptr(GPtrArray) volumes = NULL;
     if ((client = sdmPoolClient(obj)) &&
-        !(volumes = sdm_client_list_volumes(client, def->target.path, &error)))
+        !(volumes = sdm_client_list_volumes(client, def->target.path, &error))) {
+        sdmReattached(obj, client, true, &error);
         sdmReportError(def->name, "listing volumes", error);
-    if (!volumes || sdmPoolFill(obj, volumes) < 0) {
+    }
+    if (!volumes || sdmPoolSync(obj, volumes) < 0) {
         sdmWatchRefreshFailed(obj);
         return -1;
     }
@@ -633,6 +787,14 @@ static int sdmCreateVol(virStoragePoolObj *obj, virStorageVolDef *vol)
                        vol->name, virStorageFileFormatTypeToString(vol->target.format));
         return -1;
     }
+    if (vol->target.compat && STRNEQ(vol->target.compat, "1.1")) {
+        virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
+                       _("volume '%s': qcow2 compat '%s' is not supported in a storage domain, "
+                         "whose qcow2 volumes are all compat 1.1 (read by qemu 1.1 and later); "
+                         "give <compat>1.1</compat> or none"),
+                       vol->name, vol->target.compat);
+        return -1;
+    }
     if (vol->target.backingStore && vol->target.backingStore->path) {
         backing = sdmVolumeNameByPath(obj, vol->target.backingStore->path);
         if (!backing) {
@@ -649,7 +811,8 @@ static int sdmCreateVol(virStoragePoolObj *obj, virStorageVolDef *vol)
     plan->info = sdm_client_plan_volume(client, def->target.path, vol->name, backing, &error);
     if (!plan->info) {
         sdmPlanFree(plan);
-        sdmReportError(def->name, "planning the volume", error);
+        sdmReattached(obj, client, true, &error);
+        sdmReportVolumeError(def->name, vol->name, "planning the volume", error);
         return -1;
     }
     plan->backing = g_strdup(backing);
@@ -683,11 +846,15 @@ static int sdmBuildVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned i
         prealloc = "full";
     if (!(client = sdmPoolClient(obj)))
         return -1;
-    SdmVolumeInfo *made = sdm_client_create_volume(
-        client, def->target.path, vol->name, vol->target.capacity,
-        sdmFormatName(vol->target.format), prealloc, plan->backing, plan->info, NULL, &error);
+    SdmVolumeInfo *made;
+    while (!(made = sdm_client_create_volume(client, def->target.path, vol->name,
+                                             vol->target.capacity,
+                                             sdmFormatName(vol->target.format), prealloc,
+                                             plan->backing, plan->info, NULL, &error)) &&
+           sdmReattached(obj, client, false, &error))
+        g_clear_error(&error);
     if (!made) {
-        sdmReportError(def->name, "creating the volume", error);
+        sdmReportVolumeError(def->name, vol->name, "creating the volume", error);
         return -1;
     }
     sdmPlanBuilt(g_steal_pointer(&plan), made);
@@ -723,7 +890,7 @@ static SdmVolumeInfo *sdmImportVol(virStoragePoolDef *def, SdmClient *client,
         vol->target.capacity > source->target.capacity ? vol->target.capacity : 0, plan->info,
         NULL, &error);
     if (!made)
-        sdmReportError(def->name, "importing the volume", error);
+        sdmReportVolumeError(def->name, vol->name, "importing the volume", error);
     return made;
 }
 
@@ -735,15 +902,17 @@ static SdmVolumeInfo *sdmCopyVol(virStoragePoolObj *obj, SdmClient *client,
 {
     virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
     g_autoptr(GError) error = NULL;
-    g_autoptr(SdmVolumeInfo) found =
-        sdm_client_lookup_volume(client, def->target.path, source->name, &error);
+    g_autoptr(SdmVolumeInfo) found = NULL;
+    while (!(found = sdm_client_lookup_volume(client, def->target.path, source->name, &error)) &&
+           sdmReattached(obj, client, false, &error))
+        g_clear_error(&error);
     if (!found || g_strcmp0(found->key, source->key) != 0)
         return sdmImportVol(def, client, vol, source, plan);
     SdmVolumeInfo *made =
         sdm_client_clone_volume(client, def->target.path, source->name, vol->name,
                                 sdmFormatName(vol->target.format), plan->info, NULL, &error);
     if (!made)
-        sdmReportError(def->name, "cloning the volume", error);
+        sdmReportVolumeError(def->name, vol->name, "cloning the volume", error);
     return made;
 }
 
@@ -809,6 +978,7 @@ static int sdmRefreshVol(virStoragePoolObj *obj, virStorageVolDef *vol)
     g_autoptr(SdmVolumeInfo) info =
         sdm_client_lookup_volume(client, def->target.path, vol->name, &error);
     if (!info) {
+        sdmReattached(obj, client, true, &error);
         sdmReportError(def->name, "reading the volume", error);
         return -1;
     }
@@ -825,11 +995,31 @@ static int sdmRefreshVol(virStoragePoolObj *obj, virStorageVolDef *vol)
     return 0;
 }
 
+/* deleteVol and resizeVol wait in sdmd for the volume's lease, up to the lock timeout or
+ * the expiry of a dead host's lease, which libvirt would spend holding the pool lock. They
+ * drop it meanwhile, as libvirt does around a wipe: the volume is marked in use (no other
+ * call deletes, resizes, wipes or transfers it, and the watcher keeps its definition) and
+ * the pool has an asynchronous job (no refresh or stop meanwhile). */
+static void sdmUnlockForWait(virStoragePoolObj *obj, virStorageVolDef *vol)
+{
+    virStoragePoolObjIncrAsyncjobs(obj);
+    vol->in_use++;
+    virObjectUnlock(obj);
+}
+
+static void sdmLockAfterWait(virStoragePoolObj *obj, virStorageVolDef *vol)
+{
+    virObjectLock(obj);
+    vol->in_use--;
+    virStoragePoolObjDecrAsyncjobs(obj);
+}
+
 static int sdmDeleteVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned int flags)
 {
     virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
     g_autoptr(GError) error = NULL;
     SdmClient *client;
+    gboolean deleted;
     if (!sdmPoolNs(obj))
         return stockDir->deleteVol(obj, vol, flags);
     virCheckFlags(0, -1);
@@ -837,7 +1027,13 @@ static int sdmDeleteVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned 
         return 0;
     if (!(client = sdmPoolClient(obj)))
         return -1;
-    if (!sdm_client_delete_volume(client, def->target.path, vol->name, NULL, &error)) {
+    sdmUnlockForWait(obj, vol);
+    while (!(deleted = sdm_client_delete_volume(client, def->target.path, vol->name, NULL,
+                                                &error)) &&
+           sdmReattached(obj, client, false, &error))
+        g_clear_error(&error);
+    sdmLockAfterWait(obj, vol);
+    if (!deleted) {
         sdmReportError(def->name, "deleting the volume", error);
         return -1;
     }
@@ -849,6 +1045,7 @@ static int sdmResizeVol(virStoragePoolObj *obj, virStorageVolDef *vol,
 {
     virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
     g_autoptr(GError) error = NULL;
+    g_autoptr(SdmVolumeInfo) info = NULL;
     SdmClient *client;
     if (!sdmPoolNs(obj))
         return stockDir->resizeVol(obj, vol, capacity, flags);
@@ -856,8 +1053,12 @@ static int sdmResizeVol(virStoragePoolObj *obj, virStorageVolDef *vol,
     virCheckFlags(VIR_STORAGE_VOL_RESIZE_DELTA | VIR_STORAGE_VOL_RESIZE_SHRINK, -1);
     if (!(client = sdmPoolClient(obj)))
         return -1;
-    g_autoptr(SdmVolumeInfo) info =
-        sdm_client_resize_volume(client, def->target.path, vol->name, capacity, NULL, &error);
+    sdmUnlockForWait(obj, vol);
+    while (!(info = sdm_client_resize_volume(client, def->target.path, vol->name, capacity, NULL,
+                                             &error)) &&
+           sdmReattached(obj, client, false, &error))
+        g_clear_error(&error);
+    sdmLockAfterWait(obj, vol);
     if (!info) {
         sdmReportError(def->name, "resizing the volume", error);
         return -1;
@@ -1056,12 +1257,14 @@ static int sdmStartTransfer(virStoragePoolObj *obj, virStorageVolDef *vol,
     transfer->pool = g_strdup(def->name);
     transfer->what = upload ? "uploading the volume" : "downloading the volume";
     transfer->control = control[1];
-    transfer->job = upload ? sdm_client_upload_volume_start(client, def->target.path, vol->name,
-                                                            offset, length, data[0],
-                                                            control[0], &error)
-                           : sdm_client_download_volume_start(client, def->target.path,
-                                                              vol->name, offset, length,
-                                                              data[1], &error);
+    while (!(transfer->job =
+                 upload ? sdm_client_upload_volume_start(client, def->target.path, vol->name,
+                                                         offset, length, data[0], control[0],
+                                                         &error)
+                        : sdm_client_download_volume_start(client, def->target.path, vol->name,
+                                                           offset, length, data[1], &error)) &&
+           sdmReattached(obj, client, false, &error))
+        g_clear_error(&error);
     /* sdmd holds its own copies now. */
     VIR_FORCE_CLOSE(data[upload ? 0 : 1]);
     VIR_FORCE_CLOSE(control[0]);
@@ -1152,8 +1355,10 @@ static int sdmWipeVol(virStoragePoolObj *obj, virStorageVolDef *vol, unsigned in
     }
     if (!(client = sdmPoolClient(obj)))
         return -1;
-    g_autoptr(SdmVolumeInfo) info =
-        sdm_client_wipe_volume(client, def->target.path, vol->name, NULL, &error);
+    g_autoptr(SdmVolumeInfo) info = NULL;
+    while (!(info = sdm_client_wipe_volume(client, def->target.path, vol->name, NULL, &error)) &&
+           sdmReattached(obj, client, false, &error))
+        g_clear_error(&error);
     if (!info) {
         sdmReportError(def->name, "wiping the volume", error);
         return -1;

@@ -144,7 +144,9 @@ typedef struct {
 SdmDomainInfo *sdm_client_format_domain(SdmClient *client, const char *path,
                                         guint32 io_timeout, guint32 sector_size,
                                         guint64 alignment, GError **error);
-/* Attaches a formatted domain (joins its lockspace); attaching it again is no error. */
+/* Attaches a formatted domain (joins its lockspace); attaching it again is no error.
+ * sdmd runs format, attach, detach and remove of one domain one at a time: a call waits
+ * for one of the same domain under way (a detach with its lockspace leave, say). */
 SdmDomainInfo *sdm_client_attach_domain(SdmClient *client, const char *path, GError **error);
 gboolean sdm_client_detach_domain(SdmClient *client, const char *domain, GError **error);
 SdmDomainInfo *sdm_client_get_domain(SdmClient *client, const char *domain, GError **error);

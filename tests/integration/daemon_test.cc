@@ -267,6 +267,31 @@ TEST_F(DaemonTest, FormatAttachDetach)
     EXPECT_NE(last_message_.find("attach it first"), std::string::npos) << last_message_;
 }
 
+/* A path names the domain found there now: one removed behind sdmd's back (by another
+ * host) and formatted anew at the same path is another domain, and attaching the path
+ * attaches that one; the old one stays attached under its uuid only. */
+TEST_F(DaemonTest, PathFormattedAnewIsAnotherDomain)
+{
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    {
+        auto old = Domain::Open(root_);
+        ASSERT_TRUE(old.ok()) << old.status().ToString();
+        ASSERT_TRUE((*old)->Remove().ok());
+    }
+    auto fresh = Domain::Format(root_, {});
+    ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+    ASSERT_NE(fresh->uuid, uuid_);
+
+    g_autoptr(GVariant) attached = Out("AttachDomain", g_variant_new("(s)", root_.c_str()));
+    EXPECT_EQ(Str(attached, "uuid"), fresh->uuid) << "the path still names the old domain";
+    g_autoptr(GVariant) by_path = Out("GetDomain", g_variant_new("(s)", root_.c_str()));
+    EXPECT_EQ(Str(by_path, "uuid"), fresh->uuid);
+    g_autoptr(GVariant) old = Out("GetDomain", g_variant_new("(s)", uuid_.c_str()));
+    EXPECT_EQ(Str(old, "uuid"), uuid_);
+    EXPECT_NE(daemon_.Log().find("is no longer at " + root_), std::string::npos)
+        << daemon_.Log();
+}
+
 TEST_F(DaemonTest, VolumeMethods)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());

@@ -331,6 +331,165 @@ TEST_F(HostsTest, ThreeHostsShareADomain)
     EXPECT_EQ(swept.errors, 0u);
 }
 
+/* The life cycle of one domain on one host (issue 20): attach, detach, remove and format of
+ * one domain run one at a time in sdmd, whatever the order their calls arrive in. */
+class LifecycleTest : public HostsTest {
+protected:
+    void SetUp() override
+    {
+        HostsTest::SetUp();
+        if (IsSkipped())
+            return;
+        ASSERT_NO_FATAL_FAILURE(StartHosts(1));
+        ASSERT_NO_FATAL_FAILURE(FormatAndAttach());
+    }
+
+    /* `method` on a connection of its own, on another thread: `Wait` gives its error
+     * name ("" when it succeeded) and message. */
+    struct Background {
+        std::thread thread;
+        std::string error, message;
+        void Wait() { thread.join(); }
+    };
+    void Start(Background *call, const char *method, GVariant *args)
+    {
+        GDBusConnection *connection = host(1).NewConnection();
+        ASSERT_NE(connection, nullptr);
+        GVariant *owned = g_variant_ref_sink(args);
+        call->thread = std::thread([call, connection, method, owned] {
+            g_autoptr(GError) error = nullptr;
+            g_autoptr(GVariant) reply = Call(connection, method, owned, &error);
+            call->error = reply ? "" : ErrorName(error);
+            call->message = error ? error->message : "";
+            g_variant_unref(owned);
+            g_dbus_connection_close_sync(connection, nullptr, nullptr);
+            g_object_unref(connection);
+        });
+    }
+
+    /* The domain is attached, joined and works: a create commits, and its lockspace is
+     * still joined a few lease renewals later (a leave that ran behind an attach's back
+     * shows as "lost" within about a second). */
+    void ExpectWorking(const std::string &name)
+    {
+        ASSERT_TRUE(host(1).WaitJoined(uuid()));
+        EXPECT_EQ(Create(host(1), name).state, "done") << host(1).Diagnostics();
+        std::this_thread::sleep_for(std::chrono::seconds(3));
+        EXPECT_EQ(cluster_->LockspaceState(host(1)), "joined") << host(1).Diagnostics();
+    }
+};
+
+/* `sdm detach P & sdm attach P`: the attach waits for the detach, lockspace leave
+ * included, and joins the lockspace anew; it never answers with a lockspace about to go. */
+TEST_F(LifecycleTest, AttachDuringDetachWaitsForIt)
+{
+    Background detach;
+    ASSERT_NO_FATAL_FAILURE(Start(&detach, "DetachDomain", g_variant_new("(s)", root().c_str())));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    g_autoptr(GVariant) attached = host(1).OutOk("AttachDomain", g_variant_new("(s)", root().c_str()));
+    detach.Wait();
+    EXPECT_EQ(detach.error, "") << detach.message;
+    EXPECT_EQ(Str(attached, "uuid"), uuid());
+    ExpectWorking("after-detach");
+}
+
+/* Two attaches at once of a domain not attached join its lockspace once: the second finds
+ * the first's (sanlock ended a join that a second handle left under it: add_lockspace
+ * -201). */
+TEST_F(LifecycleTest, AttachesAtOnceJoinOnce)
+{
+    g_autoptr(GVariant) detached = host(1).OutOk("DetachDomain", g_variant_new("(s)", uuid().c_str()));
+    Background first, second;
+    ASSERT_NO_FATAL_FAILURE(Start(&first, "AttachDomain", g_variant_new("(s)", root().c_str())));
+    ASSERT_NO_FATAL_FAILURE(
+        Start(&second, "AttachDomain", g_variant_new("(s)", (root() + "/").c_str())));
+    first.Wait();
+    second.Wait();
+    EXPECT_EQ(first.error, "") << first.message;
+    EXPECT_EQ(second.error, "") << second.message;
+    ExpectWorking("after-two-attaches");
+}
+
+/* An attach that comes while the domain is being removed waits for the removal and then
+ * finds no domain; a domain formatted anew at the same path is another one, attached
+ * under its own uuid. */
+TEST_F(LifecycleTest, AttachDuringRemoveFindsNoDomain)
+{
+    g_autoptr(GVariant) detached = host(1).OutOk("DetachDomain", g_variant_new("(s)", uuid().c_str()));
+    Background remove;
+    ASSERT_NO_FATAL_FAILURE(Start(&remove, "RemoveDomain", g_variant_new("(s)", root().c_str())));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::string message;
+    EXPECT_EQ(CallError(host(1), "AttachDomain", g_variant_new("(s)", root().c_str()), &message),
+              std::string(kErrorPrefix) + "NotFound")
+        << message;
+    remove.Wait();
+    EXPECT_EQ(remove.error, "") << remove.message;
+    g_autoptr(GVariant) listed = host(1).OutOk("ListDomains", nullptr);
+    EXPECT_EQ(g_variant_n_children(listed), 0u) << "a removed domain stays attached";
+
+    g_autoptr(GVariant) formatted = host(1).OutOk(
+        "FormatDomain", g_variant_new("(s@a{sv})", root().c_str(),
+                                      Opts({{"io_timeout", g_variant_new_uint32(1)}})));
+    ASSERT_NE(formatted, nullptr);
+    std::string fresh = Str(formatted, "uuid");
+    EXPECT_NE(fresh, uuid());
+    ASSERT_TRUE(host(1).Attach(root(), fresh));
+    ASSERT_TRUE(host(1).WaitJoined(fresh));
+    EXPECT_EQ(host(1)
+                  .Job("CreateVolume", g_variant_new("(sst@a{sv})", fresh.c_str(), "fresh",
+                                                     8 * kMiB, NoOptions()))
+                  .state,
+              "done");
+}
+
+/* Removing a domain gives its domain lease back before the lease area goes: sanlock
+ * writes the release into that file. */
+TEST_F(LifecycleTest, RemoveGivesTheDomainLeaseBackBeforeItsFile)
+{
+    ASSERT_EQ(Create(host(1), "gone").state, "done");
+    host(1).Job("DeleteVolume", g_variant_new("(ss)", uuid().c_str(), "gone"));
+    g_autoptr(GVariant) detached = host(1).OutOk("DetachDomain", g_variant_new("(s)", uuid().c_str()));
+    g_autoptr(GVariant) removed = host(1).OutOk("RemoveDomain", g_variant_new("(s)", root().c_str()));
+    std::string log = host(1).daemon().Log();
+    EXPECT_EQ(log.find("sanlock_release"), std::string::npos) << log;
+    struct stat st;
+    EXPECT_NE(stat((root() + "/" + layout::kLeases).c_str(), &st), 0) << "the lease area stays";
+}
+
+/* An sdmd that stops leaves the lockspace as it goes; the next one, started at once,
+ * waits for that leave and joins again instead of failing or finding a lockspace that is
+ * about to go. */
+TEST_F(LifecycleTest, RestartedSdmdJoinsAgain)
+{
+    ASSERT_EQ(host(1).daemon().Stop(), 0) << host(1).Diagnostics();
+    ASSERT_TRUE(host(1).StartSdmd());
+    ASSERT_TRUE(host(1).Attach(root(), uuid()));
+    ExpectWorking("after-restart");
+}
+
+/* `sdm hosts` prints a host's timestamp as sanlock gives it, seconds of that host's
+ * monotonic clock, not as a date in 1970. */
+TEST_F(LifecycleTest, SdmHostsPrintsTimestampsNotDates)
+{
+    CommandResult r =
+        sdm::testing::Run({SdmPath(), "--socket", host(1).daemon().socket(), "hosts", uuid()});
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.find("1970"), std::string::npos) << r.out;
+    g_autoptr(GVariant) hosts = host(1).OutOk("ListHosts", g_variant_new("(s)", uuid().c_str()));
+    ASSERT_NE(hosts, nullptr);
+    guint64 id, generation, timestamp;
+    const char *state;
+    g_variant_get_child(hosts, 0, "(tt&st)", &id, &generation, &state, &timestamp);
+    /* The timestamp of a later renewal may have replaced the one printed. */
+    std::string printed = r.out.substr(r.out.find('\n') + 1);
+    size_t last = printed.find_last_of(' ');
+    ASSERT_NE(last, std::string::npos) << r.out;
+    uint64_t shown = std::stoull(printed.substr(last + 1));
+    EXPECT_LE(shown, timestamp) << r.out;
+    EXPECT_GT(shown + 60, timestamp) << r.out;
+}
+
 /* Host 1 dies (its sdmd and its sanlock daemon killed) in the middle of a clone, holding
  * the new volume's lease; hosts 2 and 3 live on. Common to the tests of how a dead host's
  * garbage waits for its leases. */

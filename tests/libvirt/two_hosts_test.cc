@@ -84,7 +84,9 @@ TEST_F(TwoHostsTest, CreatesAndDeletesShowOnTheOtherHost)
     one.libvirt->VirshOk({"vol-create-as", "shared", "race", "16M"});
     CommandResult twice = two.libvirt->Virsh({"vol-create-as", "shared", "race", "16M"});
     EXPECT_NE(twice.exit_code, 0);
-    EXPECT_NE(twice.out.find("race"), std::string::npos) << twice.out;
+    EXPECT_NE(twice.out.find("storage volume 'race' of storage domain pool 'shared'"),
+              std::string::npos)
+        << twice.out;
     ExpectEventually(two, {"from-two", "clone-on-two", "race"});
 }
 

@@ -220,6 +220,43 @@ TEST_F(VirshTest, BadVolumeInputIsAClearErrorAndLosesNothing)
     ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
 }
 
+/* Every qcow2 volume of a storage domain is compat 1.1: a volume XML that asks for 0.10
+ * is refused, not given 1.1 in silence. */
+TEST_F(VirshTest, Qcow2CompatOtherThanOneOneIsRefused)
+{
+    ASSERT_NO_FATAL_FAILURE(DefinePools());
+    auto xml = [&](const std::string &name, const std::string &compat) {
+        WriteFile(tmp_.Sub(name + ".xml"),
+                  "<volume><name>" + name + "</name><capacity>16777216</capacity><target>"
+                  "<format type='qcow2'/><compat>" + compat + "</compat></target></volume>");
+        return tmp_.Sub(name + ".xml");
+    };
+    CommandResult old = libvirt_->Virsh({"vol-create", "sd", xml("old", "0.10")});
+    EXPECT_NE(old.exit_code, 0);
+    EXPECT_NE(old.out.find("compat '0.10' is not supported"), std::string::npos) << old.out;
+    libvirt_->VirshOk({"vol-create", "sd", xml("new", "1.1")});
+    CommandResult info = sdm::testing::Run({"qemu-img", "info", "-U", Path("sd", "new")});
+    EXPECT_NE(info.out.find("compat: 1.1"), std::string::npos) << info.out;
+    EXPECT_EQ(VolumeNames("sd"), (std::set<std::string>{"new"}));
+    ASSERT_NO_FATAL_FAILURE(ExpectDomainConsistent());
+}
+
+/* pool-start of a storage-domain pool whose directory is not a domain yet is an error about
+ * the pool, with what to do, not "Storage volume not found". */
+TEST_F(VirshTest, StartingAPoolNeverBuiltSaysBuildItFirst)
+{
+    ASSERT_EQ(mkdir(domain_.c_str(), 0755), 0);
+    WriteFile(tmp_.Sub("sd.xml"), DomainPoolXml("sd", domain_, sdmd_->socket()));
+    libvirt_->VirshOk({"pool-define", tmp_.Sub("sd.xml")});
+    CommandResult r = libvirt_->Virsh({"pool-start", "sd"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.out.find("Storage volume not found"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("holds no storage domain"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("virsh pool-build sd"), std::string::npos) << r.out;
+    libvirt_->VirshOk({"pool-build", "sd"});
+    libvirt_->VirshOk({"pool-start", "sd"});
+}
+
 TEST_F(VirshTest, PoolBuildRefusesAForeignDirectoryAndAcceptsADomain)
 {
     ASSERT_EQ(mkdir(domain_.c_str(), 0755), 0);
