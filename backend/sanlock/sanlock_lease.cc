@@ -242,8 +242,9 @@ public:
         res->flags =
             FindFormat(g)->res_flags | (mode == LeaseMode::kShared ? SANLK_RES_SHARED : 0);
         res->num_disks = 1;
-        CopyPath(res->disks[0].path, AreaPath(g, area));
-        res->disks[0].offset = SlotOffset(g, slot);
+        auto *disk = reinterpret_cast<sanlk_disk *>(buffer_ + offsetof(sanlk_resource, disks));
+        CopyPath(disk->path, AreaPath(g, area));
+        disk->offset = SlotOffset(g, slot);
     }
 
     sanlk_resource *get() { return reinterpret_cast<sanlk_resource *>(buffer_); }

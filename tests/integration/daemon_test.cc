@@ -273,11 +273,9 @@ TEST_F(DaemonTest, FormatAttachDetach)
 TEST_F(DaemonTest, PathFormattedAnewIsAnotherDomain)
 {
     ASSERT_NO_FATAL_FAILURE(StartDaemon());
-    {
-        auto old = Domain::Open(root_);
-        ASSERT_TRUE(old.ok()) << old.status().ToString();
-        ASSERT_TRUE((*old)->Remove().ok());
-    }
+    /* Removed by hand: sdmd's attachment would refuse a removal through the engine. */
+    ASSERT_EQ(sdm::testing::Run({"rm", "-rf", root_}).exit_code, 0);
+    ASSERT_EQ(mkdir(root_.c_str(), 0755), 0);
     auto fresh = Domain::Format(root_, {});
     ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
     ASSERT_NE(fresh->uuid, uuid_);
@@ -369,8 +367,10 @@ TEST_F(DaemonTest, VolumeMethods)
         types.push_back(Str(job, "type"));
         EXPECT_EQ(Str(job, "state"), "done");
     }
-    EXPECT_EQ(types, (std::vector<std::string>{"create", "resize", "clone", "delete", "gc"}));
-    g_autoptr(GVariant) first = g_variant_get_child_value(jobs, 0);
+    /* The sweep sdmd runs when it attaches a domain, then the test's. */
+    EXPECT_EQ(types,
+              (std::vector<std::string>{"gc", "create", "resize", "clone", "delete", "gc"}));
+    g_autoptr(GVariant) first = g_variant_get_child_value(jobs, 1);
     g_autoptr(GVariant) got = Out("GetJob", g_variant_new("(s)", Str(first, "id").c_str()));
     EXPECT_EQ(Str(got, "object"), "disk1");
 }
@@ -939,12 +939,15 @@ TEST_F(DaemonDataTest, WipeKilledAtEachStepIsIllegalUntilItEnds)
         g_autoptr(GVariant) started =
             Call(conn_, "WipeVolume", g_variant_new("(ss@a{sv})", d, name.c_str(), Opts({})),
                  &error);
-        ASSERT_NE(started, nullptr) << error->message;
-        const char *id;
-        g_variant_get(started, "(&s)", &id);
-        g_autoptr(GVariant) waited =
-            Call(conn_, "WaitJob", g_variant_new("(su)", id, 60000u), &error);
-        EXPECT_EQ(waited, nullptr) << "sdmd was to die at " << c.step;
+        /* The job's thread may reach the step, and kill sdmd, before the main loop sends
+         * the call's reply. */
+        if (started) {
+            const char *id;
+            g_variant_get(started, "(&s)", &id);
+            g_autoptr(GVariant) waited =
+                Call(conn_, "WaitJob", g_variant_new("(su)", id, 60000u), &error);
+            EXPECT_EQ(waited, nullptr) << "sdmd was to die at " << c.step;
+        }
         EXPECT_EQ(daemon_.Stop(), 128 + SIGKILL) << daemon_.Log();
         Disconnect();
 
