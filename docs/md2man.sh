@@ -21,5 +21,6 @@ fi
 } | lowdown -s -Tman --parse-no-super -M "title:$name" -M "section:$section" \
     -M "source:libvirt-sdm $version" -M "date:" |
     # A '|' inside a table's code span is written '\|' in Markdown; roff needs it bare.
-    sed 's/\\e|/|/g' >"$out.tmp"
+    # The first line tells man(1) to run the pages' tables through tbl.
+    sed -e 's/\\e|/|/g' -e "1i '\\\\\" t" >"$out.tmp"
 mv "$out.tmp" "$out"
