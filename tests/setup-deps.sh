@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs, on Debian bookworm, every package libvirt-sdm needs to build and test and that
-# is not installed yet. Safe to run again: it installs nothing when nothing is missing.
+# Installs, on Debian bookworm or trixie, every package libvirt-sdm needs to build, test and
+# package and that is not installed yet. Safe to run again: it installs nothing when nothing
+# is missing. tests/release/make-chroot.sh runs it inside the roots it makes.
 set -euo pipefail
 
 packages=(
@@ -12,7 +13,14 @@ packages=(
     fuse3 libfuse3-dev
     # libvirt API consumers (tests/libvirt/python_test, virt_install_test; libvirt_bench)
     virtinst qemu-system-x86 libvirt-daemon-driver-qemu python3-gi
+    # the Debian packages (debian/) and the roots of other releases (tests/release/)
+    build-essential debhelper lowdown lintian fakeroot mmdebstrap git
 )
+# From trixie on, libvirt's drivers (with their modular daemons, virtstoraged...) are
+# packages of their own; bookworm's libvirt-daemon holds them all.
+if [ "$(. /etc/os-release && echo "$VERSION_CODENAME")" != bookworm ]; then
+    packages+=(libvirt-daemon-driver-storage libvirt-daemon-driver-secret)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -140,9 +140,13 @@ static const char *CheckAbi(const char *real_module, char *why, size_t why_size)
 {
     unsigned long version = 0;
     const char *mismatch;
-    if (virGetVersion(&version, NULL, NULL) < 0 || version != SDM_LIBVIRT_VERSION_NUMBER) {
-        snprintf(why, why_size, "libvirt %lu is running, the shim was built for %lu", version,
-                 (unsigned long)SDM_LIBVIRT_VERSION_NUMBER);
+    const unsigned long built = SDM_LIBVIRT_VERSION_NUMBER;
+    if (virGetVersion(&version, NULL, NULL) < 0 || version != built) {
+        /* libvirt numbers a version major * 1000000 + minor * 1000 + micro. */
+        snprintf(why, why_size,
+                 "libvirt %lu.%lu.%lu is running, the shim was built for %lu.%lu.%lu",
+                 version / 1000000, version / 1000 % 1000, version % 1000, built / 1000000,
+                 built / 1000 % 1000, built % 1000);
         return why;
     }
     if (!dlvsym(RTLD_DEFAULT, "virStoragePoolObjGetDef", SDM_LIBVIRT_PRIVATE_NODE)) {

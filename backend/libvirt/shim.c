@@ -1141,11 +1141,39 @@ static void sdmReportTransferFailure(virStreamPtr stream)
         sdmReportError(pool, what, error);
 }
 
+/* ---- compat: libvirt 11.3 frees the reply of a failed stream write twice ----
+ * When a stream write fails, libvirt 11.3's daemon (remote_daemon_stream.c,
+ * daemonStreamHandleWrite) sends the error reply and then, going by the message status it
+ * read before the write, sends the same message again: libvirtd frees it twice and
+ * crashes, on stock pools as on ours (a stock upload into a full filesystem does it; 9.0
+ * re-reads the status and is fine). An upload of ours fails a write whenever sdmd ends the
+ * job early (a busy lease, a bad offset), so there the shim drops the bytes instead: the
+ * job's error then comes with the stream's error event or at its finish, both of which the
+ * daemon handles. Versions between 9.0 and 11.3 are not known either way. */
+#if LIBVIR_VERSION_NUMBER >= 11003000
+# define SDM_COMPAT_FAILED_STREAM_WRITE_CRASHES_DAEMON 1
+
+static bool sdmStreamHasTransfer(virStreamPtr stream)
+{
+    g_mutex_lock(&transfersLock);
+    bool found = transfers && g_hash_table_contains(transfers, stream);
+    g_mutex_unlock(&transfersLock);
+    return found;
+}
+#endif
+/* ---- end of compat ---- */
+
 static int sdmStreamSend(virStreamPtr stream, const char *bytes, size_t nbytes)
 {
     int ret = fdStreamDriver->streamSend(stream, bytes, nbytes);
     if (ret == -1)
         sdmReportTransferFailure(stream);
+#ifdef SDM_COMPAT_FAILED_STREAM_WRITE_CRASHES_DAEMON
+    /* Dropped, with the job's error left as the thread's: the error event that comes with
+     * this write sends it (each send resets the thread's error on entry). */
+    if (ret == -1 && sdmStreamHasTransfer(stream))
+        return nbytes;
+#endif
     return ret;
 }
 
