@@ -105,6 +105,7 @@ struct Service::AttachedDomain {
     std::shared_ptr<SanlockLeaseManager> sanlock; /* null with local leases */
     mutable std::mutex open_mu;
     std::shared_ptr<Domain> domain; /* guarded by open_mu; null until Ready() opened it */
+    bool closed = false;            /* guarded by open_mu: detached, never to open again */
 
     /* The engine's Domain, once the lockspace is joined (waiting at most the lock
      * timeout). Blocks: job threads and worker calls only. */
@@ -125,6 +126,7 @@ struct Service::AttachedDomain {
     SanlockLeaseManager::LockspaceState reported = SanlockLeaseManager::LockspaceState::kJoining;
     int jobs = 0;                 /* unfinished jobs on the domain (main loop) */
     int sweeps = 0;               /* of those, gc jobs (main loop) */
+    int quiet = 0;                /* of those, sweeps the daemon started itself (main loop) */
     std::mutex sweep_mu;          /* one sweep at a time (job threads) */
 };
 
@@ -148,6 +150,9 @@ Result<std::shared_ptr<Domain>> Service::AttachedDomain::Ready()
     std::lock_guard lock(open_mu);
     if (domain)
         return domain;
+    if (closed)
+        return Status::Error(ErrorCode::kNotFound,
+                             Printf(_("domain %s is detached"), info.uuid.c_str()));
     if (sanlock) {
         Status joined = sanlock->WaitJoined(options.lock_timeout);
         if (!joined.ok())
@@ -945,6 +950,8 @@ void Service::Settle(const JobSnapshot &job, JobRecord &record)
     record.entry->jobs--;
     if (record.gc)
         record.entry->sweeps--;
+    if (record.quiet)
+        record.entry->quiet--;
     auto waiters = std::move(record.waiters);
     record.waiters.clear();
     for (auto &waiter : waiters)
@@ -1007,6 +1014,12 @@ void Service::SubmitSweep(const std::shared_ptr<AttachedDomain> &entry, bool dry
     std::string id = Submit("gc", entry->info.uuid, entry,
                             [dry_run](OpObserver &, JobRecord &record) {
                                 std::lock_guard sweep(record.entry->sweep_mu);
+                                {
+                                    /* Detached while this sweep waited: nothing to do. */
+                                    std::lock_guard open(record.entry->open_mu);
+                                    if (record.entry->closed)
+                                        return Status::Ok();
+                                }
                                 GcOptions options;
                                 options.dry_run = dry_run;
                                 auto report = record.entry->With(
@@ -1020,6 +1033,7 @@ void Service::SubmitSweep(const std::shared_ptr<AttachedDomain> &entry, bool dry
     JobRecord &record = *records_.at(id);
     if (!invocation) {
         record.quiet = true;
+        entry->quiet++;
         return;
     }
     record.waiters.push_back(
@@ -1237,13 +1251,15 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
                                                                 "meanwhile"),
                                                               uuid.c_str()))
                                        : again.status());
-        if (target->jobs > 0)
+        /* The daemon's own sweeps (at attach, on the timer) do not hold a detach up: it
+         * waits for the running one, and the queued ones find the domain closed. */
+        if (int mine = target->jobs - target->quiet; mine > 0)
             return dbus::ReturnError(
                 invocation,
                 Status::Error(ErrorCode::kBusy,
                               Printf(_("domain %s has %d unfinished jobs; wait for them or "
                                        "cancel them (sdm jobs, sdm cancel JOB), then detach"),
-                                     uuid.c_str(), target->jobs)));
+                                     uuid.c_str(), mine)));
         domains_.erase(uuid);
         Log(LogLevel::kInfo, _("detached domain %s"), uuid.c_str());
         /* The keys stay held until the lockspace is left: an attach that came now would
@@ -1254,7 +1270,9 @@ void Service::DetachDomain(GDBusMethodInvocation *invocation, const char *domain
                 {
                     /* The attachment's domain and owner leases go with the engine's Domain;
                      * job records that outlive the detach keep only the entry. */
+                    std::lock_guard sweep(target->sweep_mu);
                     std::lock_guard lock(target->open_mu);
+                    target->closed = true;
                     target->domain.reset();
                 }
                 if (target->sanlock)

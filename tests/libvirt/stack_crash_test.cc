@@ -182,17 +182,19 @@ void StartStandInVm(Stack &s)
         Call(connection, "GetDomain", g_variant_new("(s)", s.domain.c_str()), &error);
     ASSERT_NE(reply, nullptr) << error->message;
     g_autoptr(GVariant) domain = g_variant_get_child_value(reply, 0);
-    /* Slot 1 of a lease area of its own: its first batch, slots 1 to 64, 1 MiB apart. */
+    /* A lease of a file of its own with a name no sdmd of this test takes: the owner lease
+     * of host id 2000 (at 2000 MiB, the file sparse). Volume lease names are the domain's,
+     * whatever file holds them: one of those would be the volume's lease itself. */
     const std::string leases = s.tmp.Sub("vm-leases");
     WriteFile(leases, "");
-    ASSERT_EQ(truncate(leases.c_str(), 65 << 20), 0);
+    ASSERT_EQ(truncate(leases.c_str(), 2001LL << 20), 0);
     const std::string output = s.tmp.Sub("vm.out");
     const std::string pid_file = s.tmp.Sub("vm.pid");
     s.vm_shell = Spawn({"/bin/sh", "-c",
-                        "{ echo join 120000; echo initslot 1; echo acquire 1 ex 0; sleep 100000; "
-                        "} | " + std::string(helper) + " " + Str(domain, "lockspace") + " " +
-                            s.domain + "/ids " + leases + " 1 5 & echo $! > " + pid_file +
-                            "; wait"},
+                        "{ echo join 120000; echo initowner 2000; echo acquire 2000 ex 0 owners; "
+                        "sleep 100000; } | " + std::string(helper) + " " +
+                            Str(domain, "lockspace") + " " + s.domain + "/ids " + leases + " " +
+                            leases + " 1 5 & echo $! > " + pid_file + "; wait"},
                        output, {s.sanlock->env()});
     ASSERT_GT(s.vm_shell, 0);
     bool held = SpinUntil([&] {
